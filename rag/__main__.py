@@ -1,0 +1,5 @@
+"""`python -m rag`: the command-line interface."""
+
+from rag.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""The command line: `python -m rag ingest|search`. Maps domain errors to one line and an exit
+status (0 ok, 1 some input skipped or the operation failed, 2 usage error); never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+from rag import store
+from rag.embeddings import make_embedder
+from rag.errors import RagError, UsageError
+from rag.ingestion import IngestReport, default_progress, ingest
+from rag.retrieval import DenseRetriever
+from rag.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env().replace(
+            index_dir=args.index,
+            embedding_model=args.model,
+            **{k: getattr(args, k, None) for k in ("chunk_size_tokens", "chunk_overlap_tokens", "index_type")},
+        )
+        result: int = args.run(args, settings)
+        return result
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except RagError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted; the index on disk is unchanged", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Ingest documents into a local index and search it."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--index", type=Path, default=None, metavar="DIR",
+        help="index folder (default: $RAG_INDEX_DIR or ./index)",
+    )
+    common.add_argument(
+        "--model", default=None, metavar="NAME",
+        help="embedding model: all-MiniLM-L6-v2 (default, $RAG_EMBEDDING_MODEL), a local "
+        "sentence-transformers folder, or 'hashing' (no model; for tests)",
+    )
+    common.add_argument("--json", action="store_true", help="print a machine-readable result")
+
+    ing = commands.add_parser(
+        "ingest", parents=[common],
+        help="add files and folders to the index (incremental)",
+        description="Read .txt, .md, .html and .pdf files (folders recursively), split them into "
+        "chunks, embed them and write the index. Only new or changed files are embedded; files "
+        "that vanished from a folder ingested before are dropped (unless --no-prune). Exit "
+        "status: 0 all ingested, 1 some files skipped (each with its reason), 2 usage error.",
+    )
+    ing.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
+    ing.add_argument(
+        "--chunk-size", dest="chunk_size_tokens", type=int, default=None, metavar="TOKENS",
+        help="chunk length in embedding-model tokens (default 200; $RAG_CHUNK_SIZE_TOKENS)",
+    )
+    ing.add_argument(
+        "--chunk-overlap", dest="chunk_overlap_tokens", type=int, default=None, metavar="TOKENS",
+        help="tokens shared by consecutive chunks (default 32; $RAG_CHUNK_OVERLAP_TOKENS)",
+    )
+    ing.add_argument(
+        "--index-type", choices=["flat", "hnsw"], default=None,
+        help="flat: exact search (default); hnsw: approximate, for millions of chunks",
+    )
+    ing.add_argument(
+        "--no-prune", dest="prune", action="store_false",
+        help="keep chunks of files that were removed from a re-ingested folder",
+    )
+    ing.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    ing.set_defaults(run=run_ingest)
+
+    search = commands.add_parser(
+        "search", parents=[common], help="show the chunks that best match a question",
+        description="Retrieval only: the top chunks for a question, with source and score.",
+    )
+    search.add_argument("question")
+    search.add_argument("--k", type=int, default=5, help="number of chunks (default 5)")
+    search.set_defaults(run=run_search)
+    return parser
+
+
+def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    embedder = make_embedder(settings)
+    report = ingest(
+        args.paths, settings, embedder, prune=args.prune,
+        progress=not args.quiet and not args.json and default_progress(),
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        _print_report(report)
+    return EXIT_FAILED if report.skipped else EXIT_OK
+
+
+def _print_report(report: IngestReport) -> None:
+    if report.rebuild_reason:
+        print(f"note: {report.rebuild_reason}", file=sys.stderr)
+    for item in report.skipped:
+        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+    for item in report.ignored:
+        print(f"ignored {item.path}: {item.reason}", file=sys.stderr)
+    where = f"{report.index_dir.rstrip('/')}/"
+    if not report.wrote:
+        state = "up to date" if report.version else "nothing to index"
+        print(f"{where}: {state}, {report.n_files} files, {report.n_chunks} chunks "
+              f"({report.seconds:.1f} s)")
+        return
+    print(
+        f"{where}: {report.n_files} files, {report.n_chunks} chunks; "
+        f"added {len(report.added)}, changed {len(report.changed)}, removed "
+        f"{len(report.removed)}, unchanged {len(report.unchanged)}; embedded "
+        f"{report.n_embedded} chunks in {report.seconds:.1f} s"
+    )
+    if report.skipped:
+        print(f"{len(report.skipped)} file(s) skipped, listed above")
+
+
+def run_search(args: argparse.Namespace, settings: Settings) -> int:
+    index = store.load(settings.index_dir)
+    retriever = DenseRetriever(index, make_embedder(settings))
+    hits = retriever.search(args.question, k=args.k)
+    if args.json:
+        print(json.dumps([hit.to_json() for hit in hits], indent=1, ensure_ascii=False))
+        return EXIT_OK
+    for hit in hits:
+        print(f"[{hit.rank}] {hit.score:.3f}  {hit.chunk.source}  ({hit.chunk.title}, "
+              f"chars {hit.chunk.start}-{hit.chunk.end})")
+        print(f"    {_snippet(hit.chunk.text)}")
+    if not hits:
+        print("the index is empty")
+    return EXIT_OK
+
+
+def _snippet(text: str, width: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+

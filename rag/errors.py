@@ -1,0 +1,48 @@
+"""Domain errors, raised in the library and mapped once at the edges (CLI exit codes, HTTP status).
+
+    RagError                  anything this package reports to a user in one sentence
+    ├── UsageError            bad settings or arguments (CLI exit status 2)
+    ├── DocumentError         one file cannot be ingested; carries the reason
+    ├── DependencyMissing     an optional backend's package is not installed
+    └── IndexError_           the on-disk index cannot be used
+        ├── IndexNotFound     nothing has been ingested into that folder yet
+        ├── IndexCorrupt      files missing, truncated or inconsistent
+        ├── IndexMismatch     built with another embedding model than the one selected
+        └── IndexLocked       another ingest is writing to the same folder
+"""
+
+
+class RagError(Exception):
+    """Base class: the message is one sentence a user can act on."""
+
+
+class UsageError(RagError):
+    """Invalid settings or command-line arguments."""
+
+
+class DocumentError(RagError):
+    """A file that cannot be ingested; `str(err)` is the reason."""
+
+
+class DependencyMissing(RagError):
+    """A backend was selected whose package is not installed."""
+
+
+class IndexError_(RagError):  # noqa: N801 - the trailing underscore avoids shadowing IndexError
+    """The on-disk index cannot be used."""
+
+
+class IndexNotFound(IndexError_):
+    """No index exists in the folder."""
+
+
+class IndexCorrupt(IndexError_):
+    """The index files are missing, truncated or inconsistent."""
+
+
+class IndexMismatch(IndexError_):
+    """The index was built with a different embedding model or dimension."""
+
+
+class IndexLocked(IndexError_):
+    """Another process is writing the index."""

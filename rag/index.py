@@ -1,0 +1,90 @@
+"""Vectors -> a FAISS index: inner product on unit vectors (= cosine), exact or approximate.
+
+`flat` is exact and the default; `hnsw` is approximate and meant for corpora of millions of
+chunks. The index knows rows only; which chunk a row is lives in the store beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rag.settings import IndexType
+
+HNSW_NEIGHBOURS = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
+
+
+class VectorIndex(Protocol):
+    @property
+    def size(self) -> int: ...
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Scores and row numbers of the `k` best rows per query; -1 marks an empty slot."""
+        ...
+
+    def vectors(self) -> NDArray[np.float32]:
+        """Every stored vector, in row order (incremental ingest reuses them)."""
+        ...
+
+    def save(self, path: Path) -> None: ...
+
+
+class FaissIndex:
+    def __init__(self, index: Any, kind: IndexType) -> None:
+        self._index = index
+        self.kind = kind
+
+    @classmethod
+    def build(cls, vectors: NDArray[np.float32], dimension: int, kind: IndexType) -> FaissIndex:
+        import faiss
+
+        if kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dimension, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            index.hnsw.efSearch = HNSW_EF_SEARCH
+        else:
+            index = faiss.IndexFlatIP(dimension)
+        if len(vectors):
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return cls(index, kind)
+
+    @classmethod
+    def load(cls, path: Path, kind: IndexType) -> FaissIndex:
+        import faiss
+
+        index = faiss.read_index(str(path))
+        if kind == "hnsw":
+            index.hnsw.efSearch = HNSW_EF_SEARCH
+        return cls(index, kind)
+
+    @property
+    def size(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def dimension(self) -> int:
+        return int(self._index.d)
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        k = max(1, min(k, self.size))
+        scores, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, rows
+
+    def vectors(self) -> NDArray[np.float32]:
+        if self.size == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.asarray(self._index.reconstruct_n(0, self.size), dtype=np.float32)
+
+    def save(self, path: Path) -> None:
+        import faiss
+
+        faiss.write_index(self._index, str(path))

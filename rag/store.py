@@ -1,0 +1,208 @@
+"""The on-disk index: versioned folders and an atomically swapped pointer. No pickle anywhere.
+
+    index/
+      CURRENT              name of the live version (replaced atomically with os.replace)
+      v<ns>/manifest.json  model, dimension, chunk settings, format version, per-file hashes
+      v<ns>/chunks.jsonl   one chunk per line, in FAISS row order
+      v<ns>/vectors.faiss  the FAISS index (faiss.write_index)
+      .lock                held by the one process writing
+
+A new version is written under a temporary name, flushed to disk, renamed, and only then does
+CURRENT point at it: a process killed at any moment leaves the previous version loadable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.chunks import Chunk
+from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound
+from rag.index import FaissIndex
+from rag.settings import IndexType
+
+FORMAT_VERSION = 1
+POINTER = "CURRENT"
+MANIFEST = "manifest.json"
+CHUNKS = "chunks.jsonl"
+VECTORS = "vectors.faiss"
+TEMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # absolute, to re-read the file when a settings change forces a rebuild
+    root: str  # the folder argument it came from (pruning) or its own folder
+    from_folder: bool
+    sha256: str
+    size: int
+    title: str
+    n_chunks: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    embedding_model: str
+    dimension: int
+    chunk_size_tokens: int
+    chunk_overlap_tokens: int
+    index_type: IndexType
+    files: dict[str, FileEntry]
+    n_chunks: int
+    format_version: int = FORMAT_VERSION
+    created_at: str = ""
+    checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        files = {k: FileEntry(**v) for k, v in data.pop("files").items()}
+        return cls(files=files, **data)
+
+
+@dataclass
+class StoredIndex:
+    """One loaded version: its manifest, its chunks in row order, and their vectors."""
+
+    version: str
+    manifest: Manifest
+    chunks: list[Chunk]
+    vectors: FaissIndex
+
+
+def load(index_dir: Path) -> StoredIndex:
+    """Load the live version, or raise IndexNotFound / IndexCorrupt with the reason."""
+    pointer = index_dir / POINTER
+    if not pointer.is_file():
+        raise IndexNotFound(f"no index in {index_dir}/: run `python -m rag ingest PATH` first")
+    version = pointer.read_text().strip()
+    folder = index_dir / version
+    if not version or not folder.is_dir():
+        raise IndexCorrupt(f"{pointer} names a missing version {version!r}")
+    try:
+        raw = json.loads((folder / MANIFEST).read_text())
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise IndexCorrupt(
+                f"index format {raw.get('format_version')} in {folder} is not {FORMAT_VERSION}: "
+                "re-ingest into a new folder"
+            )
+        manifest = Manifest.from_json(raw)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise IndexCorrupt(f"unreadable manifest in {folder}: {err}") from None
+    for name, expected in manifest.checksums.items():
+        if not (folder / name).is_file() or _sha256(folder / name) != expected:
+            raise IndexCorrupt(f"{folder / name} is missing or damaged (checksum mismatch)")
+    try:
+        with (folder / CHUNKS).open(encoding="utf-8") as lines:
+            chunks = [Chunk.from_json(json.loads(line)) for line in lines]
+        vectors = FaissIndex.load(folder / VECTORS, manifest.index_type)
+    except (OSError, ValueError, TypeError, RuntimeError) as err:
+        raise IndexCorrupt(f"cannot read the index in {folder}: {err}") from None
+    if not len(chunks) == vectors.size == manifest.n_chunks:
+        raise IndexCorrupt(
+            f"index in {folder} is inconsistent: {len(chunks)} chunks, {vectors.size} vectors, "
+            f"manifest says {manifest.n_chunks}"
+        )
+    if vectors.dimension != manifest.dimension:
+        raise IndexCorrupt(f"vectors in {folder} have dimension {vectors.dimension}, not {manifest.dimension}")
+    return StoredIndex(version, manifest, chunks, vectors)
+
+
+def save(index_dir: Path, manifest: Manifest, chunks: list[Chunk], vectors: FaissIndex) -> str:
+    """Write a new version and make it live atomically; returns its name. Hold `lock()` first."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    version = f"v{time.time_ns()}"
+    temp = index_dir / f"{TEMP_PREFIX}{version}"
+    temp.mkdir()
+    with (temp / CHUNKS).open("w", encoding="utf-8") as out:
+        for chunk in chunks:
+            out.write(json.dumps(chunk.to_json(), ensure_ascii=False) + "\n")
+        _flush(out)
+    vectors.save(temp / VECTORS)
+    _fsync_path(temp / VECTORS)
+    checksums = {name: _sha256(temp / name) for name in (CHUNKS, VECTORS)}
+    final = dataclasses.replace(
+        manifest,
+        checksums=checksums,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    with (temp / MANIFEST).open("w", encoding="utf-8") as out:
+        json.dump(final.to_json(), out, indent=1, ensure_ascii=False)
+        _flush(out)
+    _fsync_path(temp)
+    os.rename(temp, index_dir / version)
+    _fsync_path(index_dir)
+    previous = _current_version(index_dir)
+    pointer_temp = index_dir / f"{TEMP_PREFIX}{POINTER}"
+    with pointer_temp.open("w") as out:
+        out.write(version + "\n")
+        _flush(out)
+    os.replace(pointer_temp, index_dir / POINTER)
+    _fsync_path(index_dir)
+    _remove_stale(index_dir, keep={version, previous})
+    return version
+
+
+@contextlib.contextmanager
+def lock(index_dir: Path) -> Iterator[None]:
+    """Exclusive right to write `index_dir`; fails at once if another process holds it."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / ".lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexLocked(f"another ingest is writing {index_dir}/; try again when it ends") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _current_version(index_dir: Path) -> str | None:
+    pointer = index_dir / POINTER
+    return pointer.read_text().strip() if pointer.is_file() else None
+
+
+def _remove_stale(index_dir: Path, keep: set[str | None]) -> None:
+    """Drop old versions (the previous one stays for readers still loading it) and the debris
+    of interrupted writes."""
+    for entry in index_dir.iterdir():
+        stale_version = entry.name.startswith("v") and entry.is_dir() and entry.name not in keep
+        if stale_version or entry.name.startswith(TEMP_PREFIX):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _flush(handle: Any) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
