@@ -9,7 +9,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from rag import store
 from rag.embeddings import make_embedder
 from rag.errors import RagError, UsageError
@@ -27,7 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env().replace(
             index_dir=args.index,
             embedding_model=args.model,
-            **{k: getattr(args, k, None) for k in ("chunk_size_tokens", "chunk_overlap_tokens", "index_type")},
+            **{
+                k: getattr(args, k, None)
+                for k in ("chunk_size_tokens", "chunk_overlap_tokens", "index_type")
+            },
         )
         result: int = args.run(args, settings)
         return result
@@ -50,18 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--index", type=Path, default=None, metavar="DIR",
+        "--index",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="index folder (default: $RAG_INDEX_DIR or ./index)",
     )
     common.add_argument(
-        "--model", default=None, metavar="NAME",
+        "--model",
+        default=None,
+        metavar="NAME",
         help="embedding model: all-MiniLM-L6-v2 (default, $RAG_EMBEDDING_MODEL), a local "
         "sentence-transformers folder, or 'hashing' (no model; for tests)",
     )
     common.add_argument("--json", action="store_true", help="print a machine-readable result")
 
     ing = commands.add_parser(
-        "ingest", parents=[common],
+        "ingest",
+        parents=[common],
         help="add files and folders to the index (incremental)",
         description="Read .txt, .md, .html and .pdf files (folders recursively), split them into "
         "chunks, embed them and write the index. Only new or changed files are embedded; files "
@@ -70,26 +78,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ing.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
     ing.add_argument(
-        "--chunk-size", dest="chunk_size_tokens", type=int, default=None, metavar="TOKENS",
+        "--chunk-size",
+        dest="chunk_size_tokens",
+        type=int,
+        default=None,
+        metavar="TOKENS",
         help="chunk length in embedding-model tokens (default 200; $RAG_CHUNK_SIZE_TOKENS)",
     )
     ing.add_argument(
-        "--chunk-overlap", dest="chunk_overlap_tokens", type=int, default=None, metavar="TOKENS",
+        "--chunk-overlap",
+        dest="chunk_overlap_tokens",
+        type=int,
+        default=None,
+        metavar="TOKENS",
         help="tokens shared by consecutive chunks (default 32; $RAG_CHUNK_OVERLAP_TOKENS)",
     )
     ing.add_argument(
-        "--index-type", choices=["flat", "hnsw"], default=None,
+        "--index-type",
+        choices=["flat", "hnsw"],
+        default=None,
         help="flat: exact search (default); hnsw: approximate, for millions of chunks",
     )
     ing.add_argument(
-        "--no-prune", dest="prune", action="store_false",
+        "--no-prune",
+        dest="prune",
+        action="store_false",
         help="keep chunks of files that were removed from a re-ingested folder",
     )
     ing.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     ing.set_defaults(run=run_ingest)
 
     search = commands.add_parser(
-        "search", parents=[common], help="show the chunks that best match a question",
+        "search",
+        parents=[common],
+        help="show the chunks that best match a question",
         description="Retrieval only: the top chunks for a question, with source and score.",
     )
     search.add_argument("question")
@@ -101,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     embedder = make_embedder(settings)
     report = ingest(
-        args.paths, settings, embedder, prune=args.prune,
+        args.paths,
+        settings,
+        embedder,
+        prune=args.prune,
         progress=not args.quiet and not args.json and default_progress(),
     )
     if args.json:
@@ -121,8 +146,10 @@ def _print_report(report: IngestReport) -> None:
     where = f"{report.index_dir.rstrip('/')}/"
     if not report.wrote:
         state = "up to date" if report.version else "nothing to index"
-        print(f"{where}: {state}, {report.n_files} files, {report.n_chunks} chunks "
-              f"({report.seconds:.1f} s)")
+        print(
+            f"{where}: {state}, {report.n_files} files, {report.n_chunks} chunks "
+            f"({report.seconds:.1f} s)"
+        )
         return
     print(
         f"{where}: {report.n_files} files, {report.n_chunks} chunks; "
@@ -142,8 +169,10 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps([hit.to_json() for hit in hits], indent=1, ensure_ascii=False))
         return EXIT_OK
     for hit in hits:
-        print(f"[{hit.rank}] {hit.score:.3f}  {hit.chunk.source}  ({hit.chunk.title}, "
-              f"chars {hit.chunk.start}-{hit.chunk.end})")
+        print(
+            f"[{hit.rank}] {hit.score:.3f}  {hit.chunk.source}  ({hit.chunk.title}, "
+            f"chars {hit.chunk.start}-{hit.chunk.end})"
+        )
         print(f"    {_snippet(hit.chunk.text)}")
     if not hits:
         print("the index is empty")
@@ -153,5 +182,3 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
 def _snippet(text: str, width: int = 200) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-

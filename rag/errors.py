@@ -1,14 +1,14 @@
 """Domain errors, raised in the library and mapped once at the edges (CLI exit codes, HTTP status).
 
-    RagError                  anything this package reports to a user in one sentence
-    ├── UsageError            bad settings or arguments (CLI exit status 2)
-    ├── DocumentError         one file cannot be ingested; carries the reason
-    ├── DependencyMissing     an optional backend's package is not installed
-    └── IndexError_           the on-disk index cannot be used
-        ├── IndexNotFound     nothing has been ingested into that folder yet
-        ├── IndexCorrupt      files missing, truncated or inconsistent
-        ├── IndexMismatch     built with another embedding model than the one selected
-        └── IndexLocked       another ingest is writing to the same folder
+RagError                  anything this package reports to a user in one sentence
+├── UsageError            bad settings or arguments (CLI exit status 2)
+├── DocumentError         one file cannot be ingested; carries the reason
+├── DependencyMissing     an optional backend's package is not installed
+└── IndexError_           the on-disk index cannot be used
+    ├── IndexNotFound     nothing has been ingested into that folder yet
+    ├── IndexCorrupt      files missing, truncated or inconsistent
+    ├── IndexMismatch     built with another embedding model than the one selected
+    └── IndexLocked       another ingest is writing to the same folder
 """
 
 
@@ -28,7 +28,7 @@ class DependencyMissing(RagError):
     """A backend was selected whose package is not installed."""
 
 
-class IndexError_(RagError):  # noqa: N801 - the trailing underscore avoids shadowing IndexError
+class IndexError_(RagError):
     """The on-disk index cannot be used."""
 
 

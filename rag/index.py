@@ -45,6 +45,7 @@ class FaissIndex:
     def build(cls, vectors: NDArray[np.float32], dimension: int, kind: IndexType) -> FaissIndex:
         import faiss
 
+        index: Any
         if kind == "hnsw":
             index = faiss.IndexHNSWFlat(dimension, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -59,7 +60,7 @@ class FaissIndex:
     def load(cls, path: Path, kind: IndexType) -> FaissIndex:
         import faiss
 
-        index = faiss.read_index(str(path))
+        index: Any = faiss.read_index(str(path))
         if kind == "hnsw":
             index.hnsw.efSearch = HNSW_EF_SEARCH
         return cls(index, kind)

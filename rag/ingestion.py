@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,7 @@ def ingest(
         report.skipped, report.ignored = found.skipped, found.ignored
         plan = _Plan()
         old_files = previous.manifest.files if previous else {}
+        found.candidates = _keep_known_names(found.candidates, old_files)
         for candidate in tqdm(found.candidates, desc="reading", unit="file", disable=not progress):
             _plan_file(candidate, old_files if reusable else {}, chunker, plan, report)
         seen = {c.source for c in found.candidates}
@@ -129,7 +130,9 @@ def ingest(
     return report
 
 
-def _load_previous(settings: Settings, embedder: Embedder, report: IngestReport) -> StoredIndex | None:
+def _load_previous(
+    settings: Settings, embedder: Embedder, report: IngestReport
+) -> StoredIndex | None:
     try:
         previous = store.load(settings.index_dir)
     except IndexNotFound:
@@ -153,6 +156,21 @@ def _load_previous(settings: Settings, embedder: Embedder, report: IngestReport)
             "re-chunking and re-embedding every file"
         )
     return previous
+
+
+def _keep_known_names(
+    candidates: list[Candidate], old_files: dict[str, FileEntry]
+) -> list[Candidate]:
+    """A file named directly that the index already holds (say, from its folder) keeps its name,
+    so one file never appears twice."""
+    known = {entry.path: (source, entry) for source, entry in old_files.items()}
+    renamed = []
+    for candidate in candidates:
+        if not candidate.from_folder and str(candidate.path) in known:
+            source, entry = known[str(candidate.path)]
+            candidate = Candidate(candidate.path, source, Path(entry.root), entry.from_folder)
+        renamed.append(candidate)
+    return renamed
 
 
 def _plan_file(
@@ -244,5 +262,3 @@ def embed_all(texts: list[str], embedder: Embedder, progress: bool = False) -> V
 def default_progress() -> bool:
     """Progress bars only for a person watching a terminal."""
     return sys.stderr.isatty()
-
-

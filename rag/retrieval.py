@@ -31,7 +31,8 @@ class DenseRetriever:
         if (manifest.embedding_model, manifest.dimension) != (embedder.name, embedder.dimension):
             raise IndexMismatch(
                 f"the index was built with {manifest.embedding_model} ({manifest.dimension}d) but "
-                f"{embedder.name} ({embedder.dimension}d) is selected: re-ingest, or select that model"
+                f"{embedder.name} ({embedder.dimension}d) is selected: re-ingest, or select "
+                "that model"
             )
         self._index = index
         self._embedder = embedder
@@ -44,7 +45,7 @@ class DenseRetriever:
         if self._index.vectors.size == 0:
             return []
         scores, rows = self._index.vectors.search(self._embedder.embed([query]), k)
-        hits = []
+        hits: list[Hit] = []
         for score, row in zip(scores[0], rows[0], strict=True):
             if row >= 0:
                 hits.append(Hit(len(hits) + 1, float(score), self._index.chunks[int(row)]))

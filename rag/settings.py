@@ -21,9 +21,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 @dataclass(frozen=True)
 class Settings:
-    index_dir: Path = field(
-        default=Path("index"), metadata={"help": "folder of the on-disk index"}
-    )
+    index_dir: Path = field(default=Path("index"), metadata={"help": "folder of the on-disk index"})
     embedding_model: str = field(
         default=DEFAULT_MODEL,
         metadata={
@@ -34,7 +32,9 @@ class Settings:
     )
     chunk_size_tokens: int = field(
         default=200,
-        metadata={"help": "chunk length in tokens of the embedding model (MiniLM reads 256 at most)"},
+        metadata={
+            "help": "chunk length in tokens of the embedding model (MiniLM reads 256 at most)"
+        },
     )
     chunk_overlap_tokens: int = field(
         default=32, metadata={"help": "tokens shared by consecutive chunks of one file"}
@@ -55,14 +55,15 @@ class Settings:
             )
         if self.index_type not in get_args(IndexType):
             raise UsageError(
-                f"unknown index type {self.index_type!r}: choose one of {', '.join(get_args(IndexType))}"
+                f"unknown index type {self.index_type!r}: choose one of "
+                f"{', '.join(get_args(IndexType))}"
             )
         if self.embed_batch_size < 1:
             raise UsageError(f"embed batch size must be positive, got {self.embed_batch_size}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read `RAG_*` variables, e.g. `RAG_INDEX_DIR=/srv/index` -> `index_dir=Path('/srv/index')`."""
+        """Read `RAG_*` variables: `RAG_INDEX_DIR=/srv/index` -> `index_dir=Path('/srv/index')`."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):

@@ -116,7 +116,9 @@ def load(index_dir: Path) -> StoredIndex:
             f"manifest says {manifest.n_chunks}"
         )
     if vectors.dimension != manifest.dimension:
-        raise IndexCorrupt(f"vectors in {folder} have dimension {vectors.dimension}, not {manifest.dimension}")
+        raise IndexCorrupt(
+            f"vectors in {folder} have dimension {vectors.dimension}, not {manifest.dimension}"
+        )
     return StoredIndex(version, manifest, chunks, vectors)
 
 
@@ -163,7 +165,9 @@ def lock(index_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexLocked(f"another ingest is writing {index_dir}/; try again when it ends") from None
+            raise IndexLocked(
+                f"another ingest is writing {index_dir}/; try again when it ends"
+            ) from None
         try:
             yield
         finally:

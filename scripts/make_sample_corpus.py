@@ -1,6 +1,6 @@
 """Write the sample corpus in data/ from SQuAD articles (CC BY-SA 4.0, see data/LICENSE).
 
-    python scripts/make_sample_corpus.py [--dataset ../shared/datasets/squad-dev-a/squad-dev-a.json]
+python scripts/make_sample_corpus.py [--dataset ../shared/datasets/squad-dev-a/squad-dev-a.json]
 """
 
 import argparse

@@ -1,0 +1,56 @@
+"""Shared fixtures: a model-free embedder, settings pointing into tmp_path, a tiny corpus."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from rag.embeddings import HashingEmbedder
+from rag.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CORPUS = {
+    "football.md": "# Super Bowl 50\n\nThe Denver Broncos defeated the Carolina Panthers 24-10 "
+    "to win Super Bowl 50 at Levi's Stadium in Santa Clara.\n\nPeyton Manning was the Broncos "
+    "quarterback and Von Miller was named Most Valuable Player.",
+    "oxygen.txt": "Oxygen is a chemical element with symbol O and atomic number 8. It is a highly "
+    "reactive nonmetal and oxidizing agent that readily forms oxides with most elements.",
+    "nested/primes.html": "<html><head><title>Prime numbers</title><style>p{color:red}</style>"
+    "</head><body><h1>Primes</h1><script>var secret = 'do not index';</script><p>A prime number "
+    "is a natural number greater than 1 that has no positive divisors other than 1 and itself."
+    "</p></body></html>",
+}
+
+
+def write_corpus(folder: Path, files: Mapping[str, str | bytes] | None = None) -> Path:
+    for name, content in (CORPUS if files is None else files).items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "docs")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        index_dir=tmp_path / "index",
+        embedding_model="hashing",
+        chunk_size_tokens=40,
+        chunk_overlap_tokens=8,
+    )
+
+
+@pytest.fixture
+def embedder() -> HashingEmbedder:
+    return HashingEmbedder()

@@ -1,0 +1,134 @@
+"""The command line as a user runs it: in a subprocess, reading exit status, stdout and stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rag(
+    *args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None, script: bool = False
+) -> subprocess.CompletedProcess[str]:
+    command = (
+        [sys.executable, str(ROOT / "scripts/ingest.py")]
+        if script
+        else [sys.executable, "-m", "rag"]
+    )
+    return subprocess.run(
+        [*command, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "RAG_EMBEDDING_MODEL": "hashing",
+            **(env or {}),
+        },
+    )
+
+
+def test_ingest_then_search_json(corpus: Path, tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    done = rag("ingest", corpus, "--index", index, "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["n_files"] == 3 and summary["wrote"] and summary["skipped"] == []
+    found = rag("search", "Broncos Super Bowl", "--index", index, "--k", "2", "--json")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert len(hits) == 2
+    assert {"text", "source", "score", "title", "start", "end"} <= hits[0].keys()
+    assert hits[0]["source"] == "docs/football.md"
+
+
+def test_scripts_ingest_is_the_same_command(corpus: Path, tmp_path: Path) -> None:
+    done = rag(corpus, "--index", tmp_path / "idx", script=True)
+    assert done.returncode == 0, done.stderr
+    assert "3 files" in done.stdout
+
+
+def test_index_dir_comes_from_the_environment(corpus: Path, tmp_path: Path) -> None:
+    done = rag("ingest", corpus, "--quiet", env={"RAG_INDEX_DIR": str(tmp_path / "envidx")})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "envidx" / "CURRENT").is_file()
+
+
+def test_skipped_files_exit_1_with_one_line_reasons(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs", {"ok.md": "fine", "bad.txt": b"\x00\x01"})
+    done = rag(
+        "ingest", docs, tmp_path / "missing", tmp_path / "docs/ok.md", "--index", tmp_path / "i"
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"skipped {docs / 'bad.txt'}: binary content" in done.stderr
+    assert f"skipped {tmp_path / 'missing'}: no such file or directory" in done.stderr
+    assert "2 file(s) skipped" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ingest"],
+        ["ingest", "x", "--chunk-size", "10"],
+        ["ingest", "x", "--chunk-size", "50", "--chunk-overlap", "50"],
+        ["ingest", "x", "--index-type", "ivf"],
+        ["search"],
+        ["nonsense"],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
+    done = rag(*args, "--index", tmp_path / "i") if args[0] != "nonsense" else rag(*args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and done.stderr.strip()
+
+
+def test_bad_environment_value_is_a_usage_error(tmp_path: Path) -> None:
+    done = rag("search", "q", env={"RAG_CHUNK_SIZE_TOKENS": "big"})
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: RAG_CHUNK_SIZE_TOKENS must be a whole number, got 'big'"
+
+
+def test_search_without_an_index_explains(tmp_path: Path) -> None:
+    done = rag("search", "anything", "--index", tmp_path / "none")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: no index in") and "Traceback" not in done.stderr
+
+
+def test_search_with_another_model_than_the_index_explains(corpus: Path, tmp_path: Path) -> None:
+    rag("ingest", corpus, "--index", tmp_path / "i")
+    done = rag(
+        "search", "q", "--index", tmp_path / "i", env={"RAG_EMBEDDING_MODEL": "all-MiniLM-L6-v2"}
+    )
+    assert done.returncode == 1
+    assert "was built with hashing-384" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_help_lists_the_commands() -> None:
+    done = rag("--help")
+    assert done.returncode == 0 and "ingest" in done.stdout and "search" in done.stdout
+
+
+@pytest.mark.slow
+def test_real_minilm_answers_the_readme_question(tmp_path: Path) -> None:
+    env = {"RAG_EMBEDDING_MODEL": "all-MiniLM-L6-v2", "HF_HUB_OFFLINE": "1"}
+    done = rag("ingest", ROOT / "data", "--index", tmp_path / "i", env=env)
+    assert done.returncode == 0, done.stderr
+    found = rag(
+        "search", "Which team won Super Bowl 50?", "--index", tmp_path / "i", "--json", env=env
+    )
+    hits = json.loads(found.stdout)
+    assert hits[0]["source"] == "data/Super_Bowl_50.md"
+    assert "Denver Broncos" in hits[0]["text"]
+    again = rag("ingest", ROOT / "data", "--index", tmp_path / "i", "--json", env=env)
+    assert json.loads(again.stdout)["wrote"] is False

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from rag import store
+from rag.embeddings import HashingEmbedder
+from rag.errors import IndexLocked, UsageError
+from rag.ingestion import ingest
+from rag.retrieval import DenseRetriever
+from rag.settings import Settings
+from tests.conftest import write_corpus
+
+
+class CountingEmbedder(HashingEmbedder):
+    """The hashing fake, remembering what it was asked to embed."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__()
+        self.name = name or self.name
+        self.texts: list[str] = []
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        self.texts += list(texts)
+        return super().embed(texts)
+
+
+def top_source(settings: Settings, question: str) -> str:
+    retriever = DenseRetriever(store.load(settings.index_dir), HashingEmbedder())
+    return retriever.search(question, k=1)[0].chunk.source
+
+
+def test_round_trip_finds_the_right_chunk(corpus: Path, settings: Settings) -> None:
+    report = ingest([corpus], settings, HashingEmbedder())
+    assert report.wrote and not report.skipped
+    assert sorted(report.added) == [
+        "docs/football.md",
+        "docs/nested/primes.html",
+        "docs/oxygen.txt",
+    ]
+    assert top_source(settings, "Who won Super Bowl 50, the Broncos?") == "docs/football.md"
+    assert top_source(settings, "what is a prime number divisors") == "docs/nested/primes.html"
+    loaded = store.load(settings.index_dir)
+    assert loaded.vectors.size == len(loaded.chunks) == report.n_chunks
+    assert not any("secret" in c.text for c in loaded.chunks)  # the HTML script was dropped
+    for chunk in loaded.chunks:
+        entry = loaded.manifest.files[chunk.source]
+        text = Path(entry.path).read_text()
+        if chunk.source.endswith(".md") or chunk.source.endswith(".txt"):
+            assert text[chunk.start : chunk.end] == chunk.text
+
+
+def test_incremental_add_change_delete(corpus: Path, settings: Settings) -> None:
+    embedder = CountingEmbedder()
+    first = ingest([corpus], settings, embedder)
+    first_count = len(embedder.texts)
+
+    again = ingest([corpus], settings, embedder)
+    assert not again.wrote and again.version == first.version
+    assert len(embedder.texts) == first_count  # nothing embedded
+    assert sorted(again.unchanged) == sorted(first.added)
+
+    (corpus / "oxygen.txt").write_text("Oxygen was discovered by Priestley and Scheele.")
+    (corpus / "new.md").write_text("# Geology\n\nGeology studies rocks and the Earth.")
+    (corpus / "nested" / "primes.html").unlink()
+    embedder.texts.clear()
+    report = ingest([corpus], settings, embedder)
+    assert report.added == ["docs/new.md"]
+    assert report.changed == ["docs/oxygen.txt"]
+    assert report.removed == ["docs/nested/primes.html"]
+    assert report.unchanged == ["docs/football.md"]
+    assert all("Broncos" not in t for t in embedder.texts)  # the unchanged file was not re-embedded
+    loaded = store.load(settings.index_dir)
+    assert sorted(loaded.manifest.files) == ["docs/football.md", "docs/new.md", "docs/oxygen.txt"]
+    assert {c.source for c in loaded.chunks} == set(loaded.manifest.files)
+    assert top_source(settings, "who discovered oxygen Priestley") == "docs/oxygen.txt"
+    assert top_source(settings, "Broncos Super Bowl") == "docs/football.md"
+
+
+def test_no_prune_keeps_removed_files(corpus: Path, settings: Settings) -> None:
+    ingest([corpus], settings, HashingEmbedder())
+    (corpus / "oxygen.txt").unlink()
+    report = ingest([corpus], settings, HashingEmbedder(), prune=False)
+    assert report.removed == [] and not report.wrote
+    assert "docs/oxygen.txt" in store.load(settings.index_dir).manifest.files
+
+
+def test_other_folders_are_kept_when_one_is_reingested(tmp_path: Path, settings: Settings) -> None:
+    a = write_corpus(tmp_path / "a", {"one.md": "apples and pears"})
+    b = write_corpus(tmp_path / "b", {"two.md": "rockets and the moon"})
+    ingest([a], settings, HashingEmbedder())
+    ingest([b], settings, HashingEmbedder())
+    files = store.load(settings.index_dir).manifest.files
+    assert sorted(files) == ["a/one.md", "b/two.md"]
+
+
+def test_model_change_rebuilds_everything(corpus: Path, settings: Settings) -> None:
+    ingest([corpus], settings, HashingEmbedder())
+    other = CountingEmbedder(name="another-model")
+    report = ingest([corpus / "oxygen.txt"], settings, other)
+    assert report.rebuild_reason and "embedding model changed" in report.rebuild_reason
+    loaded = store.load(settings.index_dir)
+    assert loaded.manifest.embedding_model == "another-model"
+    # every file of the old index was re-read and re-embedded, including ones not named this time
+    assert len(loaded.manifest.files) == 3
+    assert len(other.texts) == loaded.manifest.n_chunks
+
+
+def test_chunk_settings_change_rebuilds(corpus: Path, settings: Settings) -> None:
+    first = ingest([corpus], settings, HashingEmbedder())
+    smaller = dataclasses.replace(settings, chunk_size_tokens=20, chunk_overlap_tokens=4)
+    report = ingest([corpus], smaller, HashingEmbedder())
+    assert report.rebuild_reason and "chunk settings changed" in report.rebuild_reason
+    assert report.n_chunks > first.n_chunks
+
+
+def test_index_type_change_reuses_vectors(corpus: Path, settings: Settings) -> None:
+    embedder = CountingEmbedder()
+    ingest([corpus], settings, embedder)
+    embedded = len(embedder.texts)
+    report = ingest([corpus], dataclasses.replace(settings, index_type="hnsw"), embedder)
+    assert report.wrote and report.n_embedded == 0 and len(embedder.texts) == embedded
+    loaded = store.load(settings.index_dir)
+    assert loaded.manifest.index_type == "hnsw"
+    assert (
+        DenseRetriever(loaded, HashingEmbedder()).search("Broncos", 1)[0].chunk.source
+        == "docs/football.md"
+    )
+
+
+def test_bad_files_are_skipped_and_the_rest_ingested(tmp_path: Path, settings: Settings) -> None:
+    docs = write_corpus(
+        tmp_path / "docs",
+        {
+            "good.md": "good text about rivers",
+            "empty.txt": "",
+            "junk.txt": b"\x00\xff\x00",
+            "latin.md": b"caf\xe9",
+            "broken.pdf": b"%PDF-1.4 nope",
+        },
+    )
+    report = ingest([docs, tmp_path / "nope.md", docs / "good.md"], settings, HashingEmbedder())
+    assert report.added == ["docs/good.md"]  # named twice, ingested once
+    reasons = {Path(s.path).name: s.reason for s in report.skipped}
+    assert set(reasons) == {"empty.txt", "junk.txt", "latin.md", "broken.pdf", "nope.md"}
+    assert reasons["nope.md"] == "no such file or directory"
+
+
+def test_a_file_that_turns_bad_keeps_its_previous_version(corpus: Path, settings: Settings) -> None:
+    ingest([corpus], settings, HashingEmbedder())
+    (corpus / "oxygen.txt").write_bytes(b"\x00\x00garbage")
+    report = ingest([corpus], settings, HashingEmbedder())
+    assert [Path(s.path).name for s in report.skipped] == ["oxygen.txt"]
+    assert "previously ingested version is kept" in report.skipped[0].reason
+    assert top_source(settings, "oxygen chemical element") == "docs/oxygen.txt"
+
+
+def test_a_corrupt_previous_index_is_rebuilt(corpus: Path, settings: Settings) -> None:
+    first = ingest([corpus], settings, HashingEmbedder())
+    (settings.index_dir / str(first.version) / store.VECTORS).write_bytes(b"garbage")
+    report = ingest([corpus], settings, HashingEmbedder())
+    assert report.rebuild_reason and "unusable" in report.rebuild_reason
+    assert store.load(settings.index_dir).manifest.n_chunks == first.n_chunks
+
+
+def test_chunks_longer_than_the_model_reads_are_refused(corpus: Path, settings: Settings) -> None:
+    with pytest.raises(UsageError, match="exceeds"):
+        ingest([corpus], dataclasses.replace(settings, chunk_size_tokens=300), HashingEmbedder())
+
+
+def test_a_second_writer_is_refused(corpus: Path, settings: Settings) -> None:
+    with store.lock(settings.index_dir), pytest.raises(IndexLocked):
+        ingest([corpus], settings, HashingEmbedder())
+
+
+def test_old_versions_are_cleaned_up(corpus: Path, settings: Settings) -> None:
+    for i in range(4):
+        (corpus / "counter.txt").write_text(f"version {i}")
+        ingest([corpus], settings, HashingEmbedder())
+    versions = [p for p in settings.index_dir.iterdir() if p.name.startswith("v")]
+    assert len(versions) == 2  # the live one and the one before it, for readers mid-load
+    assert json.loads(
+        (settings.index_dir / store.load(settings.index_dir).version / "manifest.json").read_text()
+    )
