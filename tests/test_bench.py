@@ -1,0 +1,29 @@
+"""Keeps the benchmark script alive: its quick mode runs every contender on 3 articles."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATASET.is_file(), reason="needs ../shared/datasets/squad-dev-a")
+def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["articles"] == 3
+    ours, encode = results["runs"]["ours"][0], results["runs"]["encode"][0]
+    assert ours["chunks"] == encode["chunks"] > 0  # the same chunk texts on both sides
+    assert 0 < results["ratios"]["ours_over_encode"][0] < 3
+    assert "## Ingestion" in (tmp_path / "RESULTS.md").read_text()
