@@ -18,7 +18,10 @@ DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
 def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
