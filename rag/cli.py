@@ -13,7 +13,7 @@ from rag import store
 from rag.embeddings import make_embedder
 from rag.errors import RagError, UsageError
 from rag.ingestion import IngestReport, default_progress, ingest
-from rag.retrieval import DenseRetriever
+from rag.retrieval import MODES, Retriever
 from rag.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -116,6 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("question")
     search.add_argument("--k", type=int, default=5, help="number of chunks (default 5)")
+    search.add_argument(
+        "--retrieval",
+        choices=MODES,
+        default="hybrid",
+        help="hybrid: BM25 and dense fused (default); dense: MiniLM + FAISS; bm25: lexical",
+    )
+    search.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="drop chunks scoring below this (cosine; BM25 score with --retrieval bm25)",
+    )
+    search.add_argument(
+        "--mmr",
+        type=float,
+        default=None,
+        metavar="LAMBDA",
+        help="re-rank for diversity, 0..1 (1 = relevance only)",
+    )
     search.set_defaults(run=run_search)
     return parser
 
@@ -163,19 +182,30 @@ def _print_report(report: IngestReport) -> None:
 
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
     index = store.load(settings.index_dir)
-    retriever = DenseRetriever(index, make_embedder(settings))
-    hits = retriever.search(args.question, k=args.k)
+    retriever = Retriever(index, make_embedder(settings))
+    hits = retriever.search(
+        args.question,
+        k=args.k,
+        mode=args.retrieval,
+        min_score=args.min_score,
+        mmr_lambda=args.mmr,
+    )
     if args.json:
         print(json.dumps([hit.to_json() for hit in hits], indent=1, ensure_ascii=False))
         return EXIT_OK
     for hit in hits:
+        scores = "  ".join(
+            f"{name} {value:.3f}"
+            for name, value in (("cosine", hit.dense_score), ("bm25", hit.bm25_score))
+            if value is not None
+        )
         print(
-            f"[{hit.rank}] {hit.score:.3f}  {hit.chunk.source}  ({hit.chunk.title}, "
-            f"chars {hit.chunk.start}-{hit.chunk.end})"
+            f"[{hit.rank}] {hit.chunk.source}  ({hit.chunk.title}, chars "
+            f"{hit.chunk.start}-{hit.chunk.end})  score {hit.score:.4f}  {scores}"
         )
         print(f"    {_snippet(hit.chunk.text)}")
     if not hits:
-        print("the index is empty")
+        print("no chunk matches" if retriever.index.chunks else "the index is empty")
     return EXIT_OK
 
 

@@ -85,6 +85,10 @@ class FaissIndex:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.asarray(self._index.reconstruct_n(0, self.size), dtype=np.float32)
 
+    def reconstruct(self, rows: list[int]) -> NDArray[np.float32]:
+        """The stored vectors of some rows, in the order given."""
+        return np.stack([self._index.reconstruct(int(row)) for row in rows]).astype(np.float32)
+
     def save(self, path: Path) -> None:
         import faiss
 

@@ -23,6 +23,7 @@ from rag.documents import Candidate, Skipped, content_hash, discover, parse_docu
 from rag.embeddings import Embedder, Vectors
 from rag.errors import DocumentError, IndexError_, IndexNotFound, UsageError
 from rag.index import FaissIndex
+from rag.lexical import LexicalIndex
 from rag.settings import Settings
 from rag.store import FileEntry, Manifest, StoredIndex
 
@@ -115,6 +116,7 @@ def ingest(
 
         chunks, vectors = _assemble(plan, reusable, embedder, progress, report)
         index = FaissIndex.build(vectors, embedder.dimension, settings.index_type)
+        lexical = LexicalIndex.build(chunks)
         manifest = Manifest(
             embedding_model=embedder.name,
             dimension=embedder.dimension,
@@ -124,7 +126,7 @@ def ingest(
             files=dict(sorted(plan.entries.items())),
             n_chunks=len(chunks),
         )
-        report.version = store.save(settings.index_dir, manifest, chunks, index)
+        report.version = store.save(settings.index_dir, manifest, chunks, index, lexical)
         report.n_chunks, report.wrote = len(chunks), True
     report.seconds = time.perf_counter() - started
     return report

@@ -5,6 +5,7 @@
       v<ns>/manifest.json  model, dimension, chunk settings, format version, per-file hashes
       v<ns>/chunks.jsonl   one chunk per line, in FAISS row order
       v<ns>/vectors.faiss  the FAISS index (faiss.write_index)
+      v<ns>/bm25/          the BM25 index (bm25s' numpy arrays and JSON)
       .lock                held by the one process writing
 
 A new version is written under a temporary name, flushed to disk, renamed, and only then does
@@ -29,13 +30,15 @@ from typing import Any
 from rag.chunks import Chunk
 from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound
 from rag.index import FaissIndex
+from rag.lexical import LexicalIndex
 from rag.settings import IndexType
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
 CHUNKS = "chunks.jsonl"
 VECTORS = "vectors.faiss"
+LEXICAL = "bm25"
 TEMP_PREFIX = ".tmp-"
 
 
@@ -74,12 +77,13 @@ class Manifest:
 
 @dataclass
 class StoredIndex:
-    """One loaded version: its manifest, its chunks in row order, and their vectors."""
+    """One loaded version: its manifest, its chunks in row order, their vectors and BM25 index."""
 
     version: str
     manifest: Manifest
     chunks: list[Chunk]
     vectors: FaissIndex
+    lexical: LexicalIndex
 
 
 def load(index_dir: Path) -> StoredIndex:
@@ -108,7 +112,8 @@ def load(index_dir: Path) -> StoredIndex:
         with (folder / CHUNKS).open(encoding="utf-8") as lines:
             chunks = [Chunk.from_json(json.loads(line)) for line in lines]
         vectors = FaissIndex.load(folder / VECTORS, manifest.index_type)
-    except (OSError, ValueError, TypeError, RuntimeError) as err:
+        lexical = LexicalIndex.load(folder / LEXICAL, manifest.n_chunks)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:
         raise IndexCorrupt(f"cannot read the index in {folder}: {err}") from None
     if not len(chunks) == vectors.size == manifest.n_chunks:
         raise IndexCorrupt(
@@ -119,10 +124,16 @@ def load(index_dir: Path) -> StoredIndex:
         raise IndexCorrupt(
             f"vectors in {folder} have dimension {vectors.dimension}, not {manifest.dimension}"
         )
-    return StoredIndex(version, manifest, chunks, vectors)
+    return StoredIndex(version, manifest, chunks, vectors, lexical)
 
 
-def save(index_dir: Path, manifest: Manifest, chunks: list[Chunk], vectors: FaissIndex) -> str:
+def save(
+    index_dir: Path,
+    manifest: Manifest,
+    chunks: list[Chunk],
+    vectors: FaissIndex,
+    lexical: LexicalIndex,
+) -> str:
     """Write a new version and make it live atomically; returns its name. Hold `lock()` first."""
     index_dir.mkdir(parents=True, exist_ok=True)
     version = f"v{time.time_ns()}"
@@ -133,8 +144,11 @@ def save(index_dir: Path, manifest: Manifest, chunks: list[Chunk], vectors: Fais
             out.write(json.dumps(chunk.to_json(), ensure_ascii=False) + "\n")
         _flush(out)
     vectors.save(temp / VECTORS)
-    _fsync_path(temp / VECTORS)
-    checksums = {name: _sha256(temp / name) for name in (CHUNKS, VECTORS)}
+    lexical.save(temp / LEXICAL)
+    written = sorted(p.relative_to(temp).as_posix() for p in temp.rglob("*") if p.is_file())
+    for name in written:
+        _fsync_path(temp / name)
+    checksums = {name: _sha256(temp / name) for name in written}
     final = dataclasses.replace(
         manifest,
         checksums=checksums,
@@ -143,6 +157,8 @@ def save(index_dir: Path, manifest: Manifest, chunks: list[Chunk], vectors: Fais
     with (temp / MANIFEST).open("w", encoding="utf-8") as out:
         json.dump(final.to_json(), out, indent=1, ensure_ascii=False)
         _flush(out)
+    if (temp / LEXICAL).is_dir():
+        _fsync_path(temp / LEXICAL)
     _fsync_path(temp)
     os.rename(temp, index_dir / version)
     _fsync_path(index_dir)

@@ -17,7 +17,7 @@ import pytest
 from rag import store
 from rag.embeddings import HashingEmbedder
 from rag.ingestion import ingest
-from rag.retrieval import DenseRetriever
+from rag.retrieval import Retriever
 from rag.settings import Settings
 from tests.conftest import write_corpus
 
@@ -70,7 +70,7 @@ def big_corpus(folder: Path, marker: str) -> Path:
 def assert_old_index_answers(settings: Settings, expected_version: str) -> None:
     loaded = store.load(settings.index_dir)
     assert loaded.version == expected_version
-    hits = DenseRetriever(loaded, HashingEmbedder()).search("original paragraph topic", 3)
+    hits = Retriever(loaded, HashingEmbedder()).search("original paragraph topic", 3)
     assert hits and all("original" in h.chunk.text for h in hits)
 
 

@@ -10,7 +10,7 @@ from rag import store
 from rag.embeddings import HashingEmbedder
 from rag.errors import IndexLocked, UsageError
 from rag.ingestion import ingest
-from rag.retrieval import DenseRetriever
+from rag.retrieval import Retriever
 from rag.settings import Settings
 from tests.conftest import write_corpus
 
@@ -29,7 +29,7 @@ class CountingEmbedder(HashingEmbedder):
 
 
 def top_source(settings: Settings, question: str) -> str:
-    retriever = DenseRetriever(store.load(settings.index_dir), HashingEmbedder())
+    retriever = Retriever(store.load(settings.index_dir), HashingEmbedder())
     return retriever.search(question, k=1)[0].chunk.source
 
 
@@ -126,7 +126,7 @@ def test_index_type_change_reuses_vectors(corpus: Path, settings: Settings) -> N
     loaded = store.load(settings.index_dir)
     assert loaded.manifest.index_type == "hnsw"
     assert (
-        DenseRetriever(loaded, HashingEmbedder()).search("Broncos", 1)[0].chunk.source
+        Retriever(loaded, HashingEmbedder()).search("Broncos", 1)[0].chunk.source
         == "docs/football.md"
     )
 

@@ -29,7 +29,10 @@ def test_missing_index_says_how_to_make_one(tmp_path: Path) -> None:
 def test_files_on_disk_are_json_and_faiss_never_pickle(corpus: Path, settings: Settings) -> None:
     version = built(corpus, settings)
     names = sorted(p.name for p in version.iterdir())
-    assert names == ["chunks.jsonl", "manifest.json", "vectors.faiss"]
+    assert names == ["bm25", "chunks.jsonl", "manifest.json", "vectors.faiss"]
+    assert (
+        sorted(p.suffix for p in (version / "bm25").iterdir()) == [".json", ".json"] + [".npy"] * 3
+    )
     json.loads((version / "manifest.json").read_text())
     for line in (version / "chunks.jsonl").read_text().splitlines():
         json.loads(line)

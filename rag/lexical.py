@@ -1,0 +1,80 @@
+"""Chunks -> a BM25 index (bm25s: sparse matrices, English stop words, Snowball stemming).
+
+Each chunk is indexed with its document title in front, so a question naming the subject finds
+passages that only imply it. Saved beside the vectors with bm25s' own numpy/JSON files
+(`allow_pickle=False` on both sides).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rag.chunks import Chunk
+
+
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def lexical_text(chunk: Chunk) -> str:
+    return f"{chunk.title}\n{chunk.text}"
+
+
+class LexicalIndex:
+    def __init__(self, retriever: Any, size: int) -> None:
+        self._retriever = retriever
+        self._stemmer = _stemmer()
+        self.size = size
+
+    @classmethod
+    def build(cls, chunks: Sequence[Chunk]) -> LexicalIndex:
+        import bm25s
+
+        retriever = bm25s.BM25()
+        if chunks:
+            tokens = bm25s.tokenize(
+                [lexical_text(c) for c in chunks],
+                stopwords="en",
+                stemmer=_stemmer(),
+                show_progress=False,
+            )
+            retriever.index(tokens, show_progress=False)
+        return cls(retriever, len(chunks))
+
+    @classmethod
+    def load(cls, folder: Path, size: int) -> LexicalIndex:
+        import bm25s
+
+        if size == 0:
+            return cls(bm25s.BM25(), 0)
+        return cls(bm25s.BM25.load(str(folder), allow_pickle=False, load_corpus=False), size)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.size:
+            self._retriever.save(str(folder), allow_pickle=False)
+
+    def search(self, query: str, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """BM25 scores and row numbers of the best `k` chunks (fewer when few share a term)."""
+        import bm25s
+
+        empty = (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
+        if self.size == 0:
+            return empty
+        tokens = bm25s.tokenize(
+            [query], stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=False
+        )
+        if not tokens or not tokens[0]:
+            return empty
+        rows, scores = self._retriever.retrieve(
+            [tokens[0]], k=min(k, self.size), show_progress=False, n_threads=1
+        )
+        keep = scores[0] > 0
+        return scores[0][keep].astype(np.float32), rows[0][keep].astype(np.int64)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.chunks import Chunk
+from rag.evaluation import exact_match, is_hit, normalize_answer, token_f1
+from rag.retrieval import Hit
+from rag.squad import load_articles
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SQUAD = {
+    "data": [
+        {
+            "title": "Tiny_Test",
+            "paragraphs": [
+                {
+                    "context": "Denver won the game.",
+                    "qas": [
+                        {
+                            "id": "q1",
+                            "question": "Who won?",
+                            "answers": [{"text": "Denver", "answer_start": 0}],
+                        }
+                    ],
+                },
+                {
+                    "context": "Oxygen is element eight. Denver is a city.",
+                    "qas": [
+                        {
+                            "id": "q2",
+                            "question": "What element is eight?",
+                            "answers": [{"text": "Oxygen", "answer_start": 0}],
+                        }
+                    ],
+                },
+            ],
+        }
+    ]
+}
+
+
+def test_squad_normalisation_and_scores() -> None:
+    assert normalize_answer("The Denver  Broncos.") == "denver broncos"
+    assert exact_match("the Denver Broncos", ["Denver Broncos"]) == 1.0
+    assert token_f1("Denver Broncos won", ["Denver Broncos"]) == pytest.approx(0.8)
+    assert token_f1("Panthers", ["Denver Broncos", "Broncos"]) == 0.0
+
+
+def test_gold_spans_are_placed_in_the_article_text(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(SQUAD))
+    (article,) = load_articles(path)
+    for question in article.questions:
+        ((start, end),) = question.spans
+        assert article.text[start:end] == question.answers[0]
+    # a chunk containing the same word elsewhere is no hit: the span must be covered
+    q1 = article.questions[0]
+    second_paragraph = article.text.index("Oxygen")
+    chunk = Chunk("x", "squad/Tiny_Test.md", "t", 1, second_paragraph, len(article.text), "", "")
+    assert "Denver" in article.text[second_paragraph:]
+    assert not is_hit(Hit(1, 1.0, chunk), article, q1)
+    whole = Chunk("x", "squad/Tiny_Test.md", "t", 0, 0, len(article.text), "", "")
+    assert is_hit(Hit(1, 1.0, whole), article, q1)
+
+
+def test_eval_script_reports_json(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(SQUAD))
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/eval.py"),
+            "--dataset",
+            str(path),
+            "--json",
+            "--model",
+            "hashing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["n_questions"] == 2
+    assert {"recall_at_k", "mrr_at_10", "n_questions"} <= result.keys()
+    assert 0 <= result["recall_at_k"] <= 1
