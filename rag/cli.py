@@ -8,13 +8,16 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, get_args
 
 from rag import store
+from rag.answer import Answerer, Sources, Token
 from rag.embeddings import make_embedder
 from rag.errors import RagError, UsageError
 from rag.ingestion import IngestReport, default_progress, ingest
+from rag.llm import make_llm
 from rag.retrieval import MODES, Retriever
-from rag.settings import Settings
+from rag.settings import LLMName, Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -28,7 +31,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             embedding_model=args.model,
             **{
                 k: getattr(args, k, None)
-                for k in ("chunk_size_tokens", "chunk_overlap_tokens", "index_type")
+                for k in (
+                    "chunk_size_tokens",
+                    "chunk_overlap_tokens",
+                    "index_type",
+                    "llm",
+                    "top_k",
+                    "retrieval",
+                )
             },
         )
         result: int = args.run(args, settings)
@@ -136,6 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-rank for diversity, 0..1 (1 = relevance only)",
     )
     search.set_defaults(run=run_search)
+
+    ask = commands.add_parser(
+        "ask",
+        parents=[common],
+        help="answer a question from the index, streaming",
+        description="Retrieve sources for the question and stream the LLM's answer to the "
+        "terminal as it is generated, then list the sources and timings.",
+    )
+    ask.add_argument("question")
+    ask.add_argument(
+        "--llm",
+        choices=get_args(LLMName),
+        default=None,
+        help="llamacpp (default, $RAG_LLM), mock, extractive (no model) or openai",
+    )
+    ask.add_argument("--k", dest="top_k", type=int, default=None, help="sources in the prompt")
+    ask.add_argument("--retrieval", choices=MODES, default=None, help="default hybrid")
+    ask.set_defaults(run=run_ask)
     return parser
 
 
@@ -206,6 +234,47 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         print(f"    {_snippet(hit.chunk.text)}")
     if not hits:
         print("no chunk matches" if retriever.index.chunks else "the index is empty")
+    return EXIT_OK
+
+
+def run_ask(args: argparse.Namespace, settings: Settings) -> int:
+    embedder = make_embedder(settings)
+    retriever = Retriever(store.load(settings.index_dir), embedder)
+    answerer = Answerer(retriever, make_llm(settings), settings)
+    embedder.embed(["warm up"])  # load the model now, so the timings show the answer's own cost
+    if args.json:
+        answer, found, done = answerer.answer(args.question)
+        print(
+            json.dumps(
+                {"answer": answer, "sources": found.to_json(), **done.to_json()},
+                indent=1,
+                ensure_ascii=False,
+            )
+        )
+        return EXIT_OK
+    sources: list[dict[str, Any]] = []
+    started = False
+    for event in answerer.stream(args.question):
+        if isinstance(event, Sources):
+            sources = event.to_json()
+        elif isinstance(event, Token):
+            text = event.text.lstrip() if not started else event.text
+            started = True
+            print(text, end="", flush=True)
+        else:
+            print()
+            for source in sources:
+                print(
+                    f"[{source['number']}] {source['source']} ({source['title']}, chars "
+                    f"{source['start']}-{source['end']}, score {source['score']:.4f})"
+                )
+            timings = event.to_json()["timings"]
+            print(
+                f"retrieval {timings['retrieval_ms']:.0f} ms, first token "
+                f"{timings['ttft_ms'] or 0:.0f} ms, total {timings['total_ms']:.0f} ms, "
+                f"{event.completion_tokens} tokens",
+                file=sys.stderr,
+            )
     return EXIT_OK
 
 

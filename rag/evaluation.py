@@ -93,17 +93,22 @@ def evaluate_retrieval(
     k: int = 5,
     limit: int | None = None,
 ) -> RetrievalScores:
-    """Ask every question (up to `limit`) through `search` and score where the gold span lands."""
+    """Ask every question (or `limit` of them, spread over all articles) through `search` and
+    score where the gold span lands."""
     scores = RetrievalScores(hits_at=dict.fromkeys(sorted({*RECALL_KS, k}), 0))
-    asked = 0
-    for article in articles:
-        for question in article.questions:
-            if limit is not None and asked >= limit:
-                return scores
-            asked += 1
-            started = time.perf_counter()
-            hits = search(question.text, max(k, 10))
-            latency_ms = 1000 * (time.perf_counter() - started)
-            first = next((h.rank for h in hits if is_hit(h, article, question)), None)
-            scores.add(first, latency_ms)
+    for article, question in sample(articles, limit):
+        started = time.perf_counter()
+        hits = search(question.text, max(k, 10))
+        latency_ms = 1000 * (time.perf_counter() - started)
+        first = next((h.rank for h in hits if is_hit(h, article, question)), None)
+        scores.add(first, latency_ms)
     return scores
+
+
+def sample(articles: Sequence[Article], limit: int | None) -> list[tuple[Article, Question]]:
+    """All (article, question) pairs, or `limit` of them evenly spaced (deterministic)."""
+    pairs = [(article, question) for article in articles for question in article.questions]
+    if limit is None or limit >= len(pairs):
+        return pairs
+    step = len(pairs) / max(limit, 1)
+    return [pairs[int(i * step)] for i in range(limit)]

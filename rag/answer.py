@@ -1,0 +1,142 @@
+"""A question -> a stream of events: `Sources` (as soon as retrieval is done), then `Token`s as
+the LLM produces them, then `Done` with usage and timings. Transports (CLI, HTTP) only frame
+these events; an error raised while streaming is theirs to turn into an error event.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from rag.llm import LLM
+from rag.prompt import build_prompt, cite
+from rag.retrieval import Hit, Mode, Retriever
+from rag.settings import Settings
+
+NO_ANSWER = "I don't know: nothing in the indexed documents matches the question."
+ANSWER_MARGIN_TOKENS = 8  # slack for tokenizer differences between our count and the model's
+
+
+@dataclass(frozen=True)
+class Sources:
+    hits: tuple[Hit, ...]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": hit.chunk.id,
+                "number": number,
+                "source": hit.chunk.source,
+                "title": hit.chunk.title,
+                "text": hit.chunk.text,
+                "start": hit.chunk.start,
+                "end": hit.chunk.end,
+                "score": round(hit.score, 6),
+                "dense_score": None if hit.dense_score is None else round(hit.dense_score, 6),
+                "bm25_score": None if hit.bm25_score is None else round(hit.bm25_score, 6),
+            }
+            for number, hit in enumerate(self.hits, start=1)
+        ]
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    prompt_tokens: int
+    completion_tokens: int
+    retrieval_ms: float
+    ttft_ms: float | None  # None when no token was produced
+    total_ms: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+            },
+            "timings": {
+                "retrieval_ms": round(self.retrieval_ms, 2),
+                "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
+                "total_ms": round(self.total_ms, 2),
+            },
+        }
+
+
+Event = Sources | Token | Done
+
+
+class Answerer:
+    def __init__(self, retriever: Retriever, llm: LLM, settings: Settings) -> None:
+        self.retriever = retriever
+        self.llm = llm
+        self.settings = settings
+
+    def stream(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        retrieval: Mode | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Events for one question. Validation errors are raised before the first event."""
+        started = time.perf_counter()
+        mode = retrieval or self.settings.retrieval
+        hits = self.retriever.search(
+            question,
+            top_k or self.settings.top_k,
+            mode=mode,
+            min_score=None if mode == "bm25" else self.settings.min_score,
+        )
+        budget = self.llm.context_tokens - self.settings.max_tokens - ANSWER_MARGIN_TOKENS
+        prompt = build_prompt(question, hits, self.llm.count_tokens, budget)
+        retrieval_ms = 1000 * (time.perf_counter() - started)
+        yield Sources(prompt.sources)
+
+        ttft_ms: float | None = None
+        completion_tokens = 0
+        prompt_tokens = 0
+        if not prompt.sources:
+            ttft_ms = 1000 * (time.perf_counter() - started)
+            completion_tokens = 1
+            yield Token(NO_ANSWER)
+        else:
+            prompt_tokens = self.llm.count_tokens(prompt.text)
+            pieces: list[str] = []
+            for piece in self.llm.stream(prompt, cancel):
+                if ttft_ms is None:
+                    ttft_ms = 1000 * (time.perf_counter() - started)
+                completion_tokens += 1
+                pieces.append(piece)
+                yield Token(piece)
+            number = cite("".join(pieces), prompt.sources)
+            if number is not None and not (cancel is not None and cancel.is_set()):
+                yield Token(f" [{number}]")
+        yield Done(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            retrieval_ms=retrieval_ms,
+            ttft_ms=ttft_ms,
+            total_ms=1000 * (time.perf_counter() - started),
+        )
+
+    def answer(self, question: str, **options: Any) -> tuple[str, Sources, Done]:
+        """The whole answer at once (the same events, collected)."""
+        text, sources, done = [], Sources(()), None
+        for event in self.stream(question, **options):
+            if isinstance(event, Sources):
+                sources = event
+            elif isinstance(event, Token):
+                text.append(event.text)
+            else:
+                done = event
+        assert done is not None
+        return "".join(text).strip(), sources, done

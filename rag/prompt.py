@@ -1,0 +1,118 @@
+"""Retrieved chunks + a question -> the prompt with numbered sources; an answer -> its citation.
+
+A completion-style prompt, because the default model is a small *base* model: one instruction
+line and two short worked examples (always the same, so llama.cpp reuses their KV cache from one
+question to the next), then the sources and the question. Sources are dropped from the lowest
+rank up until the prompt fits the token budget. `cite` names the source an answer came from
+when the model did not say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rag.retrieval import Hit
+
+INSTRUCTIONS = "Answer each question with a short phrase copied from the sources."
+
+# Short answers copied from longer passages: what a 270M base model imitates best. (Examples
+# that also cite "[1]" made it worse: token F1 0.23 against 0.30 on 40 squad-dev-a questions;
+# citations are added after generation instead, see `cite`.)
+EXAMPLES = (
+    "Sources:\n"
+    "[1] Eiffel Tower: The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in "
+    "Paris, France. It is named after the engineer Gustave Eiffel, whose company designed and "
+    "built the tower from 1887 to 1889.\n"
+    "Question: Whose company built the Eiffel Tower?\n"
+    "Answer: Gustave Eiffel\n"
+    "\n"
+    "Sources:\n"
+    "[1] Amazon rainforest: The Amazon rainforest covers much of the Amazon basin of South "
+    "America. The basin encompasses seven million square kilometres, of which five and a half "
+    "million are covered by the rainforest.\n"
+    "Question: How large is the area covered by the rainforest?\n"
+    "Answer: five and a half million square kilometres\n"
+)
+
+# A generation stops at the end of its line or where the model starts a new example.
+STOP = ["\n", "Question:", "Sources:"]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str  # the full completion prompt: instructions, examples, sources, question
+    question: str
+    sources: tuple[Hit, ...]  # in citation order: sources[0] is [1]
+    context: str  # sources and question alone, for chat models (with INSTRUCTIONS as system)
+
+
+def render_sources(hits: Sequence[Hit]) -> str:
+    return "\n".join(
+        f"[{number}] {hit.chunk.title}: {' '.join(hit.chunk.text.split())}"
+        for number, hit in enumerate(hits, start=1)
+    )
+
+
+def build_prompt(
+    question: str,
+    hits: Sequence[Hit],
+    count_tokens: Callable[[str], int],
+    budget_tokens: int,
+) -> Prompt:
+    """The prompt with as many of `hits` (best first) as fit in `budget_tokens`; a single source
+    that is too long on its own is shortened."""
+    question = " ".join(question.split())
+    kept = list(hits)
+    while len(kept) > 1 and count_tokens(_text(question, kept)) > budget_tokens:
+        kept.pop()
+    while kept and count_tokens(_text(question, kept)) > budget_tokens:
+        words = kept[0].chunk.text.split()
+        if len(words) <= 1:
+            kept = []
+            break
+        chunk = dataclasses.replace(kept[0].chunk, text=" ".join(words[: int(len(words) * 0.8)]))
+        kept = [dataclasses.replace(kept[0], chunk=chunk)]
+    return Prompt(
+        text=_text(question, kept),
+        question=question,
+        sources=tuple(kept),
+        context=_context(question, kept),
+    )
+
+
+def _context(question: str, hits: Sequence[Hit]) -> str:
+    return f"Sources:\n{render_sources(hits)}\nQuestion: {question}\nAnswer:"
+
+
+def _text(question: str, hits: Sequence[Hit]) -> str:
+    return f"{INSTRUCTIONS}\n\n{EXAMPLES}\n{_context(question, hits)}"
+
+
+_CITATION = re.compile(r"\[\d+\]")
+_WORD = re.compile(r"\w+")
+
+
+def cite(answer: str, sources: Sequence[Hit]) -> int | None:
+    """The number of the source an answer was taken from, or None if it names one already or
+    shares no word with any: the best-ranked source holding the answer verbatim, else the one
+    holding most of its words.
+
+    >>> from rag.chunks import Chunk
+    >>> hit = lambda text: Hit(1, 1.0, Chunk("i", "s", "t", 0, 0, len(text), text, ""))
+    >>> cite("Denver Broncos", [hit("Carolina won"), hit("The Denver Broncos won")])
+    2
+    """
+    if _CITATION.search(answer) or not sources:
+        return None
+    wanted = answer.strip().lower()
+    texts = [" ".join(hit.chunk.text.split()).lower() for hit in sources]
+    for number, text in enumerate(texts, start=1):
+        if wanted and wanted in text:
+            return number
+    words = set(_WORD.findall(wanted))
+    overlaps = [len(words & set(_WORD.findall(text))) for text in texts]
+    best = max(range(len(overlaps)), key=lambda i: (overlaps[i], -i))
+    return best + 1 if overlaps[best] else None

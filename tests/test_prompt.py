@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from rag.llm.mock import pieces
+from rag.prompt import EXAMPLES, INSTRUCTIONS, build_prompt, cite
+from tests.fakes import hit
+
+
+def count(text: str) -> int:
+    return len(pieces(text))
+
+
+def test_sources_are_numbered_and_the_prefix_is_fixed() -> None:
+    prompt = build_prompt(
+        "Who won?", [hit("Denver won.", 1), hit("Carolina lost.", 2)], count, 10_000
+    )
+    assert prompt.text.startswith(f"{INSTRUCTIONS}\n\n{EXAMPLES}")
+    assert prompt.text.endswith(
+        "Sources:\n[1] Doc: Denver won.\n[2] Doc: Carolina lost.\nQuestion: Who won?\nAnswer:"
+    )
+    assert prompt.context in prompt.text
+
+
+def test_lowest_ranked_sources_are_dropped_to_fit_the_budget() -> None:
+    hits = [hit(f"source number {i} " + "word " * 50, i) for i in range(1, 6)]
+    fixed = count(build_prompt("q?", [], count, 10**6).text)
+    prompt = build_prompt("q?", hits, count, fixed + 2 * 56)
+    assert [h.rank for h in prompt.sources] == [1, 2]
+    assert count(prompt.text) <= fixed + 2 * 56
+
+
+def test_a_single_source_too_long_is_shortened() -> None:
+    fixed = count(build_prompt("q?", [], count, 10**6).text)
+    prompt = build_prompt("q?", [hit("word " * 1000)], count, fixed + 100)
+    assert len(prompt.sources) == 1
+    assert count(prompt.text) <= fixed + 100
+    assert prompt.sources[0].chunk.text.startswith("word word")
+
+
+def test_cite_finds_the_source_of_an_answer() -> None:
+    sources = [hit("Carolina Panthers lost the game."), hit("The Denver Broncos won it.")]
+    assert cite("Denver Broncos", sources) == 2
+    assert cite("the broncos", sources) == 2  # no verbatim match: most shared words
+    assert cite("Denver [2]", sources) is None  # already cited
+    assert cite("zebra", sources) is None
+    assert cite("anything", []) is None
