@@ -97,7 +97,9 @@ class Answerer:
             min_score=None if mode == "bm25" else self.settings.min_score,
         )
         budget = self.llm.context_tokens - self.settings.max_tokens - ANSWER_MARGIN_TOKENS
-        prompt = build_prompt(question, hits, self.llm.count_tokens, budget)
+        prompt = build_prompt(
+            question, hits, self.llm.count_tokens, budget, self.settings.prompt_sentences
+        )
         retrieval_ms = 1000 * (time.perf_counter() - started)
         yield Sources(prompt.sources)
 

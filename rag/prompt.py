@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rag.retrieval import Hit
+from rag.sentences import SentenceScorer
 
 INSTRUCTIONS = "Answer each question with a short phrase copied from the sources."
 
@@ -61,25 +62,39 @@ def build_prompt(
     hits: Sequence[Hit],
     count_tokens: Callable[[str], int],
     budget_tokens: int,
+    sentences_per_source: int = 0,
 ) -> Prompt:
     """The prompt with as many of `hits` (best first) as fit in `budget_tokens`; a single source
-    that is too long on its own is shortened."""
+    that is too long on its own is shortened. With `sentences_per_source`, each source is cut to
+    its sentences that best match the question (the returned sources keep their full text)."""
     question = " ".join(question.split())
+    shown = {id(hit): hit for hit in hits}
+    if sentences_per_source > 0:
+        scorer = SentenceScorer()
+        for hit in hits:
+            text = scorer.focus(question, hit.chunk.text, sentences_per_source) or hit.chunk.text
+            shown[id(hit)] = dataclasses.replace(
+                hit, chunk=dataclasses.replace(hit.chunk, text=text)
+            )
     kept = list(hits)
-    while len(kept) > 1 and count_tokens(_text(question, kept)) > budget_tokens:
+    while (
+        len(kept) > 1
+        and count_tokens(_text(question, [shown[id(h)] for h in kept])) > budget_tokens
+    ):
         kept.pop()
-    while kept and count_tokens(_text(question, kept)) > budget_tokens:
-        words = kept[0].chunk.text.split()
+    visible = [shown[id(h)] for h in kept]
+    while visible and count_tokens(_text(question, visible)) > budget_tokens:
+        words = visible[0].chunk.text.split()
         if len(words) <= 1:
-            kept = []
+            kept = visible = []
             break
-        chunk = dataclasses.replace(kept[0].chunk, text=" ".join(words[: int(len(words) * 0.8)]))
-        kept = [dataclasses.replace(kept[0], chunk=chunk)]
+        chunk = dataclasses.replace(visible[0].chunk, text=" ".join(words[: int(len(words) * 0.8)]))
+        visible = [dataclasses.replace(visible[0], chunk=chunk)]
     return Prompt(
-        text=_text(question, kept),
+        text=_text(question, visible),
         question=question,
         sources=tuple(kept),
-        context=_context(question, kept),
+        context=_context(question, visible),
     )
 
 

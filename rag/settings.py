@@ -49,6 +49,13 @@ class Settings:
 
     # retrieval for answers
     top_k: int = field(default=2, metadata={"help": "sources put in the prompt"})
+    prompt_sentences: int = field(
+        default=2,
+        metadata={
+            "help": "sentences of each source shown to the LLM, those that best match the "
+            "question (0: the whole chunk)"
+        },
+    )
     retrieval: RetrievalMode = field(default="hybrid", metadata={"help": "hybrid, dense or bm25"})
     min_score: float = field(
         default=0.25,

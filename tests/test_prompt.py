@@ -43,3 +43,10 @@ def test_cite_finds_the_source_of_an_answer() -> None:
     assert cite("Denver [2]", sources) is None  # already cited
     assert cite("zebra", sources) is None
     assert cite("anything", []) is None
+
+
+def test_sources_can_be_cut_to_their_best_sentences() -> None:
+    source = hit("Alpha is first. Oxygen is element eight. Beta is second. Zeta is last.")
+    prompt = build_prompt("What element is oxygen?", [source], count, 10**6, sentences_per_source=1)
+    assert "[1] Doc: Oxygen is element eight.\nQuestion:" in prompt.text
+    assert prompt.sources[0].chunk.text == source.chunk.text  # users still see the whole chunk
