@@ -1,4 +1,4 @@
-"""Keeps the benchmark script alive: its quick mode runs every contender on 3 articles."""
+"""Keeps the benchmark script alive: its quick mode runs every section on small inputs."""
 
 from __future__ import annotations
 
@@ -25,8 +25,13 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["articles"] == 3
-    ours, encode = results["runs"]["ours"][0], results["runs"]["encode"][0]
+    ingestion = results["ingestion"]
+    assert ingestion["articles"] == 3
+    ours, encode = ingestion["runs"]["ours"][0], ingestion["runs"]["encode"][0]
     assert ours["chunks"] == encode["chunks"] > 0  # the same chunk texts on both sides
-    assert 0 < results["ratios"]["ours_over_encode"][0] < 3
-    assert "## Ingestion" in (tmp_path / "RESULTS.md").read_text()
+    assert 0 < ingestion["ratios"]["ours_over_encode"][0] < 3
+    flat, hnsw = results["scale"]["rows"]
+    assert (flat["kind"], hnsw["kind"], flat["size"]) == ("flat", "hnsw", 10_000)
+    assert flat["recall_at_10"] == 1.0 and 0.5 < hnsw["recall_at_10"] <= 1.0
+    page = (tmp_path / "RESULTS.md").read_text()
+    assert "## Ingestion" in page and "## Scale" in page
