@@ -18,11 +18,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --no-deps -e .
 	touch $(STAMP)
 
-# Ingest data/ (incremental: only new or changed files are embedded) and show what was built.
-# The HTTP server arrives with the streaming-service issue.
+# Ingest data/ (incremental: only new or changed files are embedded), then answer one question
+# with the local LLM, streamed. The HTTP server arrives with the streaming-service issue.
+QUESTION ?= Which team won Super Bowl 50?
 run: install
 	$(PY) -m rag ingest data --index $(INDEX)
-	$(PY) -m rag search "Which team won Super Bowl 50?" --index $(INDEX) --k 3
+	$(PY) -m rag ask "$(QUESTION)" --index $(INDEX)
 
 lint: install
 	$(PY) -m ruff check rag scripts tests
