@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from rag import store
-from rag.answer import Answerer, Sources, Token
+from rag.answer import Answerer, Done, Sources, Token
 from rag.embeddings import make_embedder
 from rag.errors import RagError, UsageError
 from rag.ingestion import IngestReport, default_progress, ingest
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("interrupted; the index on disk is unchanged", file=sys.stderr)
+        print("interrupted (an ingest leaves the index on disk as it was)", file=sys.stderr)
         return 130
 
 
@@ -254,28 +254,36 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     sources: list[dict[str, Any]] = []
     started = False
-    for event in answerer.stream(args.question):
-        if isinstance(event, Sources):
-            sources = event.to_json()
-        elif isinstance(event, Token):
-            text = event.text.lstrip() if not started else event.text
-            started = True
-            print(text, end="", flush=True)
-        else:
-            print()
-            for source in sources:
-                print(
-                    f"[{source['number']}] {source['source']} ({source['title']}, chars "
-                    f"{source['start']}-{source['end']}, score {source['score']:.4f})"
-                )
-            timings = event.to_json()["timings"]
-            print(
-                f"retrieval {timings['retrieval_ms']:.0f} ms, first token "
-                f"{timings['ttft_ms'] or 0:.0f} ms, total {timings['total_ms']:.0f} ms, "
-                f"{event.completion_tokens} tokens",
-                file=sys.stderr,
-            )
+    try:
+        for event in answerer.stream(args.question):
+            if isinstance(event, Sources):
+                sources = event.to_json()
+            elif isinstance(event, Token):
+                print(event.text if started else event.text.lstrip(), end="", flush=True)
+                started = True
+            else:
+                print()
+                _print_sources_and_timings(sources, event)
+    except (RagError, KeyboardInterrupt):
+        if started:
+            print()  # the error message goes on its own line, after the partial answer
+        raise
     return EXIT_OK
+
+
+def _print_sources_and_timings(sources: list[dict[str, Any]], done: Done) -> None:
+    for source in sources:
+        print(
+            f"[{source['number']}] {source['source']} ({source['title']}, chars "
+            f"{source['start']}-{source['end']}, score {source['score']:.4f})"
+        )
+    timings = done.to_json()["timings"]
+    print(
+        f"retrieval {timings['retrieval_ms']:.0f} ms, first token "
+        f"{timings['ttft_ms'] or 0:.0f} ms, total {timings['total_ms']:.0f} ms, "
+        f"{done.completion_tokens} tokens",
+        file=sys.stderr,
+    )
 
 
 def _snippet(text: str, width: int = 200) -> str:

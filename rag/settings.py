@@ -80,7 +80,7 @@ class Settings:
     llm_threads: int = field(default=0, metadata={"help": "llama.cpp threads (0: all cores)"})
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature"})
     max_tokens: int = field(default=48, metadata={"help": "longest answer, in LLM tokens"})
-    mock_delay_s: float = field(default=0.02, metadata={"help": "mock LLM: pause per token"})
+    mock_token_delay_ms: int = field(default=20, metadata={"help": "mock LLM: pause per token"})
     mock_fail_after: int = field(
         default=-1, metadata={"help": "mock LLM: raise after this many tokens (-1: never)"}
     )

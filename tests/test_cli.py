@@ -144,3 +144,37 @@ def test_real_minilm_answers_the_readme_question(tmp_path: Path) -> None:
     assert "Denver Broncos defeated" in json.loads(dense.stdout)[0]["text"]
     again = rag("ingest", ROOT / "data", "--index", tmp_path / "i", "--json", env=env)
     assert json.loads(again.stdout)["wrote"] is False
+
+
+def test_ask_streams_an_answer_with_sources_and_timings(corpus: Path, tmp_path: Path) -> None:
+    rag("ingest", corpus, "--index", tmp_path / "i")
+    env = {"RAG_MOCK_TOKEN_DELAY_MS": "0", "RAG_MIN_SCORE": "0"}
+    done = rag(
+        "ask",
+        "Who won Super Bowl 50, the Broncos?",
+        "--index",
+        tmp_path / "i",
+        "--llm",
+        "mock",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    answer, first_source = done.stdout.splitlines()[:2]
+    assert answer.startswith("According to [1], # Super Bowl 50")
+    assert first_source.startswith("[1] docs/football.md (Super Bowl 50, chars 0-")
+    assert "first token" in done.stderr and "Traceback" not in done.stderr
+    as_json = rag(
+        "ask", "Broncos?", "--index", tmp_path / "i", "--llm", "extractive", "--json", env=env
+    )
+    result = json.loads(as_json.stdout)
+    assert {"answer", "sources", "usage", "timings"} <= result.keys()
+    assert result["answer"].endswith("[1]")
+
+
+def test_ask_reports_a_failing_backend_in_one_line(corpus: Path, tmp_path: Path) -> None:
+    rag("ingest", corpus, "--index", tmp_path / "i")
+    env = {"RAG_MOCK_TOKEN_DELAY_MS": "0", "RAG_MIN_SCORE": "0", "RAG_MOCK_FAIL_AFTER": "2"}
+    done = rag("ask", "Broncos?", "--index", tmp_path / "i", "--llm", "mock", env=env)
+    assert done.returncode == 1
+    assert done.stdout == "According to \n"
+    assert done.stderr.strip().endswith("error: the mock LLM failed after 2 tokens, as configured")

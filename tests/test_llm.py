@@ -65,6 +65,8 @@ def test_extractive_quotes_the_best_sentence_with_its_citation() -> None:
 
 
 def test_factory_imports_only_the_chosen_backend() -> None:
+    mock = make_llm(Settings.from_env({"RAG_LLM": "mock", "RAG_MOCK_TOKEN_DELAY_MS": "5"}))
+    assert isinstance(mock, MockLLM) and mock.delay_s == 0.005
     assert isinstance(make_llm(Settings(llm="mock", mock_fail_after=3)), MockLLM)
     assert make_llm(Settings(llm="mock", mock_fail_after=3)).fail_after == 3  # type: ignore[attr-defined]
     assert isinstance(make_llm(Settings(llm="extractive")), ExtractiveLLM)

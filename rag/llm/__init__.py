@@ -44,7 +44,7 @@ def make_llm(settings: Settings) -> LLM:
             from rag.llm.mock import MockLLM
 
             fail_after = settings.mock_fail_after if settings.mock_fail_after >= 0 else None
-            return MockLLM(delay_s=settings.mock_delay_s, fail_after=fail_after)
+            return MockLLM(delay_s=settings.mock_token_delay_ms / 1000, fail_after=fail_after)
         case "extractive":
             from rag.llm.extractive import ExtractiveLLM
 
