@@ -19,19 +19,24 @@ from rag.sentences import SentenceScorer
 
 INSTRUCTIONS = "Answer each question with a short phrase copied from the sources."
 
-# Short answers copied from longer passages: what a 270M base model imitates best. (Examples
-# that also cite "[1]" made it worse: token F1 0.23 against 0.30 on 40 squad-dev-a questions;
-# citations are added after generation instead, see `cite`.)
+# Short answers copied from longer passages, in prompts shaped like the real ones (two sources,
+# the answer in either): what a 270M base model imitates best. Examples that also cited "[1]"
+# did worse (token F1 0.23 against 0.30 on 40 squad-dev-a questions), so citations are added
+# after generation instead, see `cite`.
 EXAMPLES = (
     "Sources:\n"
     "[1] Eiffel Tower: The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in "
     "Paris, France. It is named after the engineer Gustave Eiffel, whose company designed and "
     "built the tower from 1887 to 1889.\n"
+    "[2] Paris: Paris is the capital and largest city of France. The city hosted the 1889 "
+    "World's Fair.\n"
     "Question: Whose company built the Eiffel Tower?\n"
     "Answer: Gustave Eiffel\n"
     "\n"
     "Sources:\n"
-    "[1] Amazon rainforest: The Amazon rainforest covers much of the Amazon basin of South "
+    "[1] South America: South America is a continent in the Western Hemisphere, mostly in the "
+    "Southern Hemisphere.\n"
+    "[2] Amazon rainforest: The Amazon rainforest covers much of the Amazon basin of South "
     "America. The basin encompasses seven million square kilometres, of which five and a half "
     "million are covered by the rainforest.\n"
     "Question: How large is the area covered by the rainforest?\n"

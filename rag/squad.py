@@ -16,6 +16,7 @@ class Question:
     text: str
     answers: tuple[str, ...]
     spans: tuple[tuple[int, int], ...]  # character ranges in the article text
+    paragraph: tuple[int, int]  # the gold paragraph's character range in the article text
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def _article(raw: dict[str, object]) -> Article:
                 (offset + a["answer_start"], offset + a["answer_start"] + len(a["text"]))
                 for a in qa["answers"]
             )
-            questions.append(Question(qa["id"], qa["question"], answers, spans))
+            paragraph_range = (offset, offset + len(context))
+            questions.append(Question(qa["id"], qa["question"], answers, spans, paragraph_range))
         parts.append(context)
         offset += len(context) + 2
     return Article(slug, title, "\n\n".join(parts), tuple(questions))

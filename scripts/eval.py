@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from rag import store  # noqa: E402
 from rag.answer import Answerer  # noqa: E402
+from rag.chunks import Chunk  # noqa: E402
 from rag.embeddings import make_embedder  # noqa: E402
 from rag.errors import RagError  # noqa: E402
 from rag.evaluation import (  # noqa: E402
@@ -35,9 +36,9 @@ from rag.evaluation import (  # noqa: E402
 )
 from rag.ingestion import ingest  # noqa: E402
 from rag.llm import make_llm  # noqa: E402
-from rag.retrieval import MODES, Retriever  # noqa: E402
+from rag.retrieval import MODES, Hit, Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.squad import load_articles, write_articles  # noqa: E402
+from rag.squad import Article, Question, load_articles, write_articles  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=["none", "mock", "extractive", "llamacpp", "openai"],
         default="none",
         help="also answer the questions and score exact match and token F1",
+    )
+    parser.add_argument(
+        "--context",
+        choices=["retrieved", "gold"],
+        default="retrieved",
+        help="what the LLM reads: retrieved sources (default) or the gold paragraph alone, "
+        "the reference that shows what retrieval costs the answers",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -75,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if "f1" in result:
             print(
-                f"answers ({result['llm']}, {result['n_answered']} questions): exact match "
+                f"answers ({result['llm']}, {result['context']} context, "
+                f"{result['n_answered']} questions): exact match "
                 f"{result['exact_match']:.3f}, F1 {result['f1']:.3f}; first token p50 "
                 f"{result['ttft_ms_p50']:.0f} ms; {result['tokens_per_s']:.1f} tokens/s"
             )
@@ -116,12 +125,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+class GoldParagraph(Retriever):
+    """Stands in for retrieval: the one source is the question's gold paragraph."""
+
+    def __init__(self, retriever: Retriever, pairs: list[tuple[Article, Question]]) -> None:
+        self.index = retriever.index
+        self._gold: dict[str, Hit] = {}
+        for article, question in pairs:
+            start, end = question.paragraph
+            chunk = Chunk(
+                f"{article.file_name}#gold",
+                article.file_name,
+                article.title,
+                0,
+                start,
+                end,
+                article.text[start:end],
+                "",
+            )
+            self._gold[question.text] = Hit(1, 1.0, chunk, 1.0, None)
+
+    def search(self, query: str, k: int = 5, **_: Any) -> list[Hit]:
+        return [self._gold[query]]
+
+
 def evaluate_answers(
     articles: list[Any], retriever: Retriever, settings: Settings, args: argparse.Namespace
 ) -> dict[str, Any]:
     settings = settings.replace(llm=args.llm, retrieval=args.retrieval)
+    pairs = sample(articles, args.limit)
+    if args.context == "gold":
+        retriever = GoldParagraph(retriever, pairs)
     answerer = Answerer(retriever, make_llm(settings), settings)
-    questions = [question for _, question in sample(articles, args.limit)]
+    questions = [question for _, question in pairs]
     em, f1, ttft, rates = [], [], [], []
     for question in questions:
         text, _, done = answerer.answer(question.text)
@@ -135,6 +171,7 @@ def evaluate_answers(
                 rates.append((done.completion_tokens - 1) / decode_s)
     return {
         "llm": args.llm,
+        "context": args.context,
         "n_answered": len(questions),
         "exact_match": statistics.mean(em) if em else 0.0,
         "f1": statistics.mean(f1) if f1 else 0.0,
