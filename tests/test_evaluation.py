@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,7 @@ def test_gold_spans_are_placed_in_the_article_text(tmp_path: Path) -> None:
     assert is_hit(Hit(1, 1.0, whole), article, q1)
 
 
-def test_eval_script_reports_json(tmp_path: Path) -> None:
+def run_eval(tmp_path: Path, *args: str) -> dict[str, Any]:
     path = tmp_path / "s.json"
     path.write_text(json.dumps(SQUAD))
     done = subprocess.run(
@@ -82,45 +83,29 @@ def test_eval_script_reports_json(tmp_path: Path) -> None:
             "--json",
             "--model",
             "hashing",
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        env={**os.environ, "RAG_MIN_SCORE": "0"},
     )
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_eval_script_reports_json(tmp_path: Path) -> None:
+    result = run_eval(tmp_path)
     assert result["n_questions"] == 2
     assert {"recall_at_k", "mrr_at_10", "n_questions"} <= result.keys()
     assert 0 <= result["recall_at_k"] <= 1
 
 
 def test_eval_script_scores_answers_on_gold_or_retrieved_context(tmp_path: Path) -> None:
-    path = tmp_path / "s.json"
-    path.write_text(json.dumps(SQUAD))
     for context in ("gold", "retrieved"):
-        done = subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "scripts/eval.py"),
-                "--dataset",
-                str(path),
-                "--json",
-                "--model",
-                "hashing",
-                "--llm",
-                "extractive",
-                "--context",
-                context,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            env={**os.environ, "RAG_MIN_SCORE": "0"},
-        )
-        assert done.returncode == 0, done.stderr
-        result = json.loads(done.stdout)
+        result = run_eval(tmp_path, "--llm", "extractive", "--context", context)
         assert result["context"] == context and result["n_answered"] == 2
         # the extractive answerer quotes "Denver won the game." for "Who won?": F1 2/5 there
         assert 0 < result["f1"] < 1 and result["exact_match"] == 0.0
