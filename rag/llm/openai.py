@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from rag.errors import DependencyMissing
+from rag.dependencies import require
 from rag.llm import LLMError
 from rag.prompt import INSTRUCTIONS, Prompt
 from rag.settings import Settings
@@ -26,12 +26,7 @@ class OpenAICompatibleLLM:
         temperature: float = 0.0,
         max_tokens: int = 48,
     ) -> None:
-        try:
-            import openai
-        except ImportError:
-            raise DependencyMissing(
-                "the openai LLM needs the openai package: pip install openai"
-            ) from None
+        openai = require("openai", needed_for="the openai LLM", install="openai")
         self._openai = openai
         self._client = openai.OpenAI(
             base_url=base_url,
