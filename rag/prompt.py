@@ -73,33 +73,35 @@ def build_prompt(
     that is too long on its own is shortened. With `sentences_per_source`, each source is cut to
     its sentences that best match the question (the returned sources keep their full text)."""
     question = " ".join(question.split())
-    shown = {id(hit): hit for hit in hits}
+    shown = list(hits)  # what the model reads of each hit, in the same order
     if sentences_per_source > 0:
         scorer = SentenceScorer()
-        for hit in hits:
-            text = scorer.focus(question, hit.chunk.text, sentences_per_source) or hit.chunk.text
-            shown[id(hit)] = dataclasses.replace(
-                hit, chunk=dataclasses.replace(hit.chunk, text=text)
-            )
-    kept = list(hits)
-    while (
-        len(kept) > 1
-        and count_tokens(_text(question, [shown[id(h)] for h in kept])) > budget_tokens
-    ):
-        kept.pop()
-    visible = [shown[id(h)] for h in kept]
+        shown = [
+            _with_text(hit, scorer.focus(question, hit.chunk.text, sentences_per_source))
+            for hit in hits
+        ]
+    kept = len(hits)
+    while kept > 1 and count_tokens(_text(question, shown[:kept])) > budget_tokens:
+        kept -= 1
+    visible = shown[:kept]
     while visible and count_tokens(_text(question, visible)) > budget_tokens:
         words = visible[0].chunk.text.split()
         if len(words) <= 1:
-            kept = visible = []
+            kept, visible = 0, []
             break
-        chunk = dataclasses.replace(visible[0].chunk, text=" ".join(words[: int(len(words) * 0.8)]))
-        visible = [dataclasses.replace(visible[0], chunk=chunk)]
+        visible = [_with_text(visible[0], " ".join(words[: int(len(words) * 0.8)]))]
     return Prompt(
         text=_text(question, visible),
         question=question,
-        sources=tuple(kept),
+        sources=tuple(hits[:kept]),
         context=_context(question, visible),
+    )
+
+
+def _with_text(hit: Hit, text: str) -> Hit:
+    """The hit with its chunk's text replaced (an empty `text` keeps the original)."""
+    return dataclasses.replace(
+        hit, chunk=dataclasses.replace(hit.chunk, text=text or hit.chunk.text)
     )
 
 
