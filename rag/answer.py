@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rag.llm import LLM
@@ -25,20 +25,9 @@ class Sources:
     hits: tuple[Hit, ...]
 
     def to_json(self) -> list[dict[str, Any]]:
+        """Each hit as `Hit.to_json` gives it, plus its citation `number` (1 for [1])."""
         return [
-            {
-                "id": hit.chunk.id,
-                "number": number,
-                "source": hit.chunk.source,
-                "title": hit.chunk.title,
-                "text": hit.chunk.text,
-                "start": hit.chunk.start,
-                "end": hit.chunk.end,
-                "score": round(hit.score, 6),
-                "dense_score": None if hit.dense_score is None else round(hit.dense_score, 6),
-                "bm25_score": None if hit.bm25_score is None else round(hit.bm25_score, 6),
-            }
-            for number, hit in enumerate(self.hits, start=1)
+            {"number": number, **hit.to_json()} for number, hit in enumerate(self.hits, start=1)
         ]
 
 
@@ -54,7 +43,6 @@ class Done:
     retrieval_ms: float
     ttft_ms: float | None  # None when no token was produced
     total_ms: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
