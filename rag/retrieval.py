@@ -9,7 +9,7 @@ the other half (see README). Optional: a minimum score and MMR re-ranking for di
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,9 +17,10 @@ from numpy.typing import NDArray
 from rag.chunks import Chunk
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatch, UsageError
+from rag.settings import RetrievalMode
 from rag.store import StoredIndex
 
-Mode = Literal["hybrid", "dense", "bm25"]
+Mode = RetrievalMode
 MODES: tuple[str, ...] = get_args(Mode)
 RRF_K = 10
 DENSE_WEIGHT = 0.7

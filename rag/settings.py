@@ -99,16 +99,14 @@ class Settings:
                 f"chunk overlap ({self.chunk_overlap_tokens} tokens) must be at least 0 and "
                 f"smaller than the chunk size ({self.chunk_size_tokens} tokens)"
             )
-        if self.index_type not in get_args(IndexType):
-            raise UsageError(
-                f"unknown index type {self.index_type!r}: choose one of "
-                f"{', '.join(get_args(IndexType))}"
-            )
-        for name, allowed in (("llm", LLMName), ("retrieval", RetrievalMode)):
-            if getattr(self, name) not in get_args(allowed):
+        for label, value, allowed in (
+            ("index type", self.index_type, IndexType),
+            ("llm", self.llm, LLMName),
+            ("retrieval", self.retrieval, RetrievalMode),
+        ):
+            if value not in get_args(allowed):
                 raise UsageError(
-                    f"unknown {name} {getattr(self, name)!r}: choose one of "
-                    f"{', '.join(get_args(allowed))}"
+                    f"unknown {label} {value!r}: choose one of {', '.join(get_args(allowed))}"
                 )
         if not 1 <= self.top_k <= 20:
             raise UsageError(f"top_k must be between 1 and 20, got {self.top_k}")
