@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rag.retrieval import Hit
-from rag.sentences import SentenceScorer
+from rag.sentences import WORD, SentenceScorer
 
 INSTRUCTIONS = "Answer each question with a short phrase copied from the sources."
 
@@ -114,7 +114,6 @@ def _text(question: str, hits: Sequence[Hit]) -> str:
 
 
 _CITATION = re.compile(r"\[\d+\]")
-_WORD = re.compile(r"\w+")
 
 
 def cite(answer: str, sources: Sequence[Hit]) -> int | None:
@@ -134,7 +133,7 @@ def cite(answer: str, sources: Sequence[Hit]) -> int | None:
     for number, text in enumerate(texts, start=1):
         if wanted and wanted in text:
             return number
-    words = set(_WORD.findall(wanted))
-    overlaps = [len(words & set(_WORD.findall(text))) for text in texts]
+    words = set(WORD.findall(wanted))
+    overlaps = [len(words & set(WORD.findall(text))) for text in texts]
     best = max(range(len(overlaps)), key=lambda i: (overlaps[i], -i))
     return best + 1 if overlaps[best] else None

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
-_WORD = re.compile(r"\w+")
+WORD = re.compile(r"\w+")
 STOP_WORDS = frozenset(
     [
         "a",
@@ -74,7 +74,7 @@ class SentenceScorer:
         self._stem = Stemmer.Stemmer("english").stemWord
 
     def terms(self, text: str) -> set[str]:
-        words = (w.lower() for w in _WORD.findall(text))
+        words = (w.lower() for w in WORD.findall(text))
         return {self._stem(w) for w in words if w not in STOP_WORDS}
 
     def scores(self, question: str, sentences: Sequence[str]) -> list[float]:
