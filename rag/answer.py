@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag.llm import LLM
-from rag.prompt import build_prompt, cite
+from rag.prompt import Prompt, build_prompt, cite
 from rag.retrieval import Hit, Mode, Retriever
 from rag.settings import Settings
 
@@ -43,6 +43,7 @@ class Done:
     retrieval_ms: float
     ttft_ms: float | None  # None when no token was produced
     total_ms: float
+    cancelled: bool = False  # the consumer stopped the generation before its end
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,10 +56,24 @@ class Done:
                 "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
                 "total_ms": round(self.total_ms, 2),
             },
+            "cancelled": self.cancelled,
         }
 
 
 Event = Sources | Token | Done
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A question after retrieval, ready for the LLM."""
+
+    prompt: Prompt
+    started: float  # perf_counter() when the question arrived: timings count from here
+    retrieval_ms: float
+
+    @property
+    def sources(self) -> Sources:
+        return Sources(self.prompt.sources)
 
 
 class Answerer:
@@ -67,15 +82,15 @@ class Answerer:
         self.llm = llm
         self.settings = settings
 
-    def stream(
+    def prepare(
         self,
         question: str,
         *,
         top_k: int | None = None,
         retrieval: Mode | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[Event]:
-        """Events for one question. Validation errors are raised before the first event."""
+    ) -> Prepared:
+        """Retrieval and the prompt: everything before the LLM. Errors (a bad argument, an
+        unusable index) are raised here, before any event."""
         started = time.perf_counter()
         mode = retrieval or self.settings.retrieval
         hits = self.retriever.search(
@@ -88,9 +103,14 @@ class Answerer:
         prompt = build_prompt(
             question, hits, self.llm.count_tokens, budget, self.settings.prompt_sentences
         )
-        retrieval_ms = 1000 * (time.perf_counter() - started)
-        yield Sources(prompt.sources)
+        return Prepared(prompt, started, 1000 * (time.perf_counter() - started))
 
+    def generate(
+        self, prepared: Prepared, cancel: threading.Event | None = None
+    ) -> Iterator[Token | Done]:
+        """The answer's tokens as the LLM produces them, then `Done`; no LLM call when no
+        source passed the minimum score. A set `cancel` ends it between two tokens."""
+        prompt, started = prepared.prompt, prepared.started
         ttft_ms: float | None = None
         completion_tokens = 0
         prompt_tokens = 0
@@ -102,9 +122,12 @@ class Answerer:
             prompt_tokens = self.llm.count_tokens(prompt.text)
             pieces: list[str] = []
             for piece in self.llm.stream(prompt, cancel):
-                if ttft_ms is None:
-                    ttft_ms = 1000 * (time.perf_counter() - started)
                 completion_tokens += 1
+                if not pieces:  # the answer starts at its first non-blank character
+                    piece = piece.lstrip()
+                    if not piece:
+                        continue
+                    ttft_ms = 1000 * (time.perf_counter() - started)
                 pieces.append(piece)
                 yield Token(piece)
             number = cite("".join(pieces), prompt.sources)
@@ -113,10 +136,24 @@ class Answerer:
         yield Done(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            retrieval_ms=retrieval_ms,
+            retrieval_ms=prepared.retrieval_ms,
             ttft_ms=ttft_ms,
             total_ms=1000 * (time.perf_counter() - started),
+            cancelled=cancel is not None and cancel.is_set(),
         )
+
+    def stream(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        retrieval: Mode | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Events for one question. Validation errors are raised before the first event."""
+        prepared = self.prepare(question, top_k=top_k, retrieval=retrieval)
+        yield prepared.sources
+        yield from self.generate(prepared, cancel)
 
     def answer(self, question: str, **options: Any) -> tuple[str, Sources, Done]:
         """The whole answer at once (the same events, collected)."""

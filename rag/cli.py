@@ -164,7 +164,45 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--k", dest="top_k", type=int, default=None, help="sources in the prompt")
     ask.add_argument("--retrieval", choices=MODES, default=None, help="default hybrid")
     ask.set_defaults(run=run_ask)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the HTTP API (SSE, NDJSON, WebSocket, OpenAI-compatible)",
+        description="Serve the index over HTTP with uvicorn: POST /v1/ask, "
+        "/v1/chat/completions, /v1/documents, /v1/ws, /healthz, /readyz; docs at /docs. "
+        "Every RAG_* setting applies (see README).",
+    )
+    serve.add_argument("--host", default=None, help="address (default 127.0.0.1; $RAG_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000; $RAG_PORT)")
+    serve.add_argument(
+        "--llm",
+        choices=get_args(LLMName),
+        default=None,
+        help="llamacpp (default, $RAG_LLM), mock, extractive (no model) or openai",
+    )
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.set_defaults(run=run_serve)
     return parser
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    import uvicorn
+
+    from rag.server.app import create_app
+
+    settings = settings.replace(host=args.host, port=args.port)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=5,
+    )
+    return EXIT_OK
 
 
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:

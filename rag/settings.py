@@ -91,6 +91,44 @@ class Settings:
     openai_api_key: str = field(default="none", metadata={"help": "API key (sent as Bearer)"})
     openai_timeout_s: float = field(default=30.0, metadata={"help": "connect/read timeout"})
 
+    # the HTTP service
+    host: str = field(default="127.0.0.1", metadata={"help": "address `rag serve` listens on"})
+    port: int = field(default=8000, metadata={"help": "port `rag serve` listens on"})
+    max_generations: int = field(
+        default=1,
+        metadata={"help": "answers generated at once (llama.cpp on 2 cores: 1)"},
+    )
+    max_queue: int = field(
+        default=16,
+        metadata={"help": "requests waiting for a generation slot; more get 429 + Retry-After"},
+    )
+    api_key: str = field(
+        default="",
+        metadata={"help": "when set, all but /healthz and /readyz need this Bearer key"},
+    )
+    cors_origins: str = field(
+        default="", metadata={"help": "comma-separated origins allowed by CORS (none: no CORS)"}
+    )
+    upload_dir: Path = field(
+        default=Path("uploads"), metadata={"help": "folder for files sent to /v1/documents"}
+    )
+    max_upload_bytes: int = field(
+        default=20_000_000, metadata={"help": "largest upload accepted by /v1/documents"}
+    )
+    max_body_bytes: int = field(
+        default=1_000_000, metadata={"help": "largest JSON request body accepted"}
+    )
+    max_question_chars: int = field(
+        default=4_000, metadata={"help": "longest question accepted, in characters"}
+    )
+    ping_interval_s: float = field(
+        default=15.0, metadata={"help": "SSE comment ping after this many seconds of silence"}
+    )
+    generation_timeout_s: float = field(
+        default=120.0,
+        metadata={"help": "a generation still running after this long ends with an error event"},
+    )
+
     def __post_init__(self) -> None:
         if self.chunk_size_tokens < 16:
             raise UsageError(f"chunk size must be at least 16 tokens, got {self.chunk_size_tokens}")
@@ -112,6 +150,13 @@ class Settings:
             raise UsageError(f"top_k must be between 1 and 20, got {self.top_k}")
         if self.max_tokens < 1:
             raise UsageError(f"max_tokens must be positive, got {self.max_tokens}")
+        if self.max_generations < 1 or self.max_queue < 0:
+            raise UsageError(
+                f"max_generations must be at least 1 and max_queue at least 0, got "
+                f"{self.max_generations} and {self.max_queue}"
+            )
+        if not 0 <= self.port <= 65535:
+            raise UsageError(f"port must be between 0 and 65535, got {self.port}")
         if self.embed_batch_size < 1:
             raise UsageError(f"embed batch size must be positive, got {self.embed_batch_size}")
 
@@ -126,6 +171,10 @@ class Settings:
                 continue
             values[f.name] = _parse(f.name, f.default, raw)
         return cls(**values)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed; `None` values are ignored (unset CLI flags)."""

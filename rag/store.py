@@ -162,7 +162,7 @@ def save(
     _fsync_path(temp)
     os.rename(temp, index_dir / version)
     _fsync_path(index_dir)
-    previous = _current_version(index_dir)
+    previous = current_version(index_dir)
     pointer_temp = index_dir / f"{TEMP_PREFIX}{POINTER}"
     with pointer_temp.open("w") as out:
         out.write(version + "\n")
@@ -190,7 +190,8 @@ def lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _current_version(index_dir: Path) -> str | None:
+def current_version(index_dir: Path) -> str | None:
+    """The live version's name (a cheap read: servers poll it to notice a new ingest)."""
     pointer = index_dir / POINTER
     return pointer.read_text().strip() if pointer.is_file() else None
 

@@ -31,7 +31,7 @@ def test_events_come_in_order_sources_tokens_done(retriever: Retriever, settings
     done = events[-1]
     assert done.completion_tokens == len(tokens) and done.prompt_tokens > 0
     assert done.ttft_ms is not None and 0 <= done.retrieval_ms <= done.ttft_ms <= done.total_ms
-    assert set(done.to_json()) == {"usage", "timings"}
+    assert set(done.to_json()) == {"usage", "timings", "cancelled"}
     assert events[0].to_json()[0]["number"] == 1
 
 

@@ -1,0 +1,147 @@
+"""The FastAPI app: routes, the middlewares that guard them, and the one place where domain
+errors become status codes. Every error body is `{"error": {"message": ..., "type": ...}}`
+(OpenAI's shape, so OpenAI clients show the message); none carries a traceback.
+
+    uvicorn --factory rag.server.app:create_app      # settings from RAG_* variables
+    python -m rag serve                             # the same, with --host/--port flags
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from rag import __version__
+from rag.embeddings import Embedder
+from rag.errors import DocumentError, IndexError_, RagError, UsageError
+from rag.llm import LLM, LLMError
+from rag.server import ask, chat, documents, health, websocket
+from rag.server.pool import Busy, GenerationTimeout
+from rag.server.security import AccessLog, BodyLimit, require_api_key
+from rag.server.service import NotReady, Service
+from rag.settings import Settings
+
+log = logging.getLogger("rag.server")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    embedder: Embedder | None = None,
+    llm: LLM | None = None,
+) -> FastAPI:
+    """The app; the embedder, LLM and index load when it starts (tests may pass their own)."""
+    settings = settings or Settings.from_env()
+    service = Service(settings, embedder=embedder, llm=llm)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(service.start)
+        reason = service.not_ready_reason
+        if reason is not None:
+            log.warning("starting, but not ready: %s", reason)
+        yield
+        service.pool.shutdown()
+
+    app = FastAPI(
+        title="rag",
+        version=__version__,
+        summary="Questions over your documents, answered token by token with sources",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    guarded = [Depends(require_api_key)]
+    app.include_router(health.router)
+    app.include_router(ask.router, dependencies=guarded)
+    app.include_router(chat.router, dependencies=guarded)
+    app.include_router(documents.router, dependencies=guarded)
+    app.include_router(websocket.router)  # checks the key itself: browsers cannot send headers
+    add_error_handlers(app)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+        )
+    app.add_middleware(BodyLimit, settings.max_body_bytes, settings.max_upload_bytes)
+    app.add_middleware(AccessLog)
+    return app
+
+
+def error_response(
+    status: int,
+    message: str,
+    kind: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, **extra}}, status_code=status, headers=headers
+    )
+
+
+def status_of(err: RagError) -> int:
+    match err:
+        case Busy():
+            return 429
+        case NotReady() | IndexError_():
+            return 503
+        case UsageError() | DocumentError():
+            return 422
+        case GenerationTimeout():
+            return 504
+        case LLMError():
+            return 502
+        case _:
+            return 500
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+            for e in err.errors()
+        ]
+        return error_response(
+            422, "; ".join(problems), "invalid_request_error", details=_plain(err.errors())
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, err: HTTPException) -> JSONResponse:
+        kind = "authentication_error" if err.status_code == 401 else "invalid_request_error"
+        return error_response(err.status_code, str(err.detail), kind, err.headers)
+
+    @app.exception_handler(RagError)
+    async def domain_error(_: Request, err: RagError) -> JSONResponse:
+        status = status_of(err)
+        headers = None
+        if isinstance(err, Busy):
+            headers = {"Retry-After": str(err.retry_after_s)}
+        elif status == 503:
+            headers = {"Retry-After": "5"}
+        if status >= 500:
+            log.warning("%d: %s", status, err)
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return error_response(status, str(err), kind, headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, err: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        message = "internal server error (the server log has details)"
+        return error_response(500, message, "server_error")
+
+
+def _plain(errors: Any) -> list[dict[str, Any]]:
+    """Validation errors without the echoed input (it may be a megabyte of question)."""
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]

@@ -1,0 +1,132 @@
+"""OpenAI-compatible `POST /v1/chat/completions` and `GET /v1/models`, so the official `openai`
+client, LangChain's `ChatOpenAI` and every other OpenAI-speaking tool can use the service.
+
+Retrieval runs on the last user message. The sources travel in an extra top-level field
+`sources` (the list `/v1/ask` sends): on the response object, and on the first chunk of a
+stream. Streamed: a first chunk with the role, one chunk per token, a chunk with
+`finish_reason`, the usage chunk when `stream_options.include_usage`, then `data: [DONE]`; a
+failure after the start is a chunk `{"error": {...}}`, then `[DONE]` (as vLLM does).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from rag.errors import UsageError
+from rag.server.ask import NO_BUFFERING, ServiceDep, admit_and_prepare
+from rag.server.events import Event, answer_stream, dumps
+from rag.server.schemas import ChatRequest
+
+router = APIRouter(tags=["OpenAI-compatible"])
+MODEL = "rag"
+
+
+def usage(done: dict[str, Any]) -> dict[str, int]:
+    prompt, completion = done["usage"]["prompt_tokens"], done["usage"]["completion_tokens"]
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def finish_reason(done: dict[str, Any], max_tokens: int) -> str:
+    return "length" if done["usage"]["completion_tokens"] >= max_tokens else "stop"
+
+
+def error_object(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"error": {"message": payload["message"], "type": "server_error", "code": None}}
+
+
+async def chunk_stream(
+    events: AsyncIterator[Event], include_usage: bool, max_tokens: int
+) -> AsyncIterator[ServerSentEvent]:
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": MODEL,
+    }
+
+    def chunk(delta: dict[str, Any], reason: str | None = None, **extra: Any) -> ServerSentEvent:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+        return ServerSentEvent(data=dumps({**head, "choices": [choice], **extra}))
+
+    async for name, payload in events:
+        if name == "sources":
+            yield chunk({"role": "assistant", "content": ""}, sources=payload)
+        elif name == "token":
+            yield chunk({"content": payload["text"]})
+        elif name == "done":
+            yield chunk({}, finish_reason(payload, max_tokens))
+            if include_usage:
+                yield ServerSentEvent(data=dumps({**head, "choices": [], "usage": usage(payload)}))
+        else:
+            yield ServerSentEvent(data=dumps(error_object(payload)))
+    yield ServerSentEvent(data="[DONE]")
+
+
+@router.post("/v1/chat/completions", summary="OpenAI-compatible chat completion over the index")
+async def chat_completions(body: ChatRequest, request: Request, service: ServiceDep) -> Response:
+    try:
+        question = body.question()
+    except ValueError as err:
+        raise UsageError(f"messages: {err}") from None
+    ticket, prepared = await admit_and_prepare(service, question, body.top_k, body.retrieval)
+    timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
+    events = answer_stream(service, ticket, prepared, timings=timings)
+    max_tokens = service.settings.max_tokens
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        return EventSourceResponse(
+            chunk_stream(events, include_usage, max_tokens),
+            ping=service.settings.ping_interval_s,
+            headers=NO_BUFFERING,
+        )
+    sources: list[Any] = []
+    text: list[str] = []
+    done: dict[str, Any] = {}
+    async for name, payload in events:
+        if name == "sources":
+            sources = payload
+        elif name == "token":
+            text.append(payload["text"])
+        elif name == "error":
+            return JSONResponse(error_object(payload), status_code=502)
+        else:
+            done = payload
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(text)},
+                    "logprobs": None,
+                    "finish_reason": finish_reason(done, max_tokens),
+                }
+            ],
+            "usage": usage(done),
+            "sources": sources,
+            "timings": done["timings"],
+        }
+    )
+
+
+@router.get("/v1/models", summary="OpenAI-compatible model list: the one RAG pipeline")
+async def models(service: ServiceDep) -> dict[str, Any]:
+    llm = service.llm.name if service.llm is not None else None
+    return {
+        "object": "list",
+        "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "rag", "llm": llm}],
+    }

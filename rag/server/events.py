@@ -1,0 +1,59 @@
+"""One answer as named events, the same for every transport: `sources`, then `token`s, then
+`done`; a failure after the first event becomes a final `error` event instead of `done`. The
+routes only frame these (SSE, NDJSON lines, WebSocket messages, OpenAI chunks, one JSON)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import AsyncGenerator
+from functools import partial
+from typing import Any
+
+from rag.answer import Prepared, Token
+from rag.errors import RagError
+from rag.server.pool import Ticket
+from rag.server.service import Service
+
+log = logging.getLogger("rag.server")
+
+Event = tuple[str, Any]  # (name, JSON payload): sources is a list, the others objects
+
+
+async def answer_stream(
+    service: Service,
+    ticket: Ticket,
+    prepared: Prepared,
+    cancel: threading.Event | None = None,
+    timings: dict[str, Any] | None = None,
+) -> AsyncGenerator[Event, None]:
+    """The events of one prepared question; `timings` (when given) receives the `done`
+    payload, for the access log."""
+    entered = False
+    try:
+        yield "sources", prepared.sources.to_json()
+        produce = partial(service.generate, prepared)
+        entered = True
+        async for event in service.pool.stream(ticket, produce, cancel):
+            if isinstance(event, Token):
+                yield "token", {"text": event.text}
+            else:
+                done = event.to_json()
+                if timings is not None:
+                    timings.update(done)
+                yield "done", done
+    except RagError as err:
+        yield "error", {"message": str(err)}
+    except Exception:
+        log.exception("generation failed")
+        yield "error", {"message": "the answer failed on the server (the server log has details)"}
+    finally:
+        if not entered:
+            ticket.release()
+
+
+def dumps(payload: Any) -> str:
+    """One line of JSON: newlines, U+2028 and every non-ASCII character escaped, so a payload
+    can never break an SSE `data:` line or an NDJSON record."""
+    return json.dumps(payload, ensure_ascii=True, separators=(",", ":"))

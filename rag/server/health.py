@@ -1,0 +1,34 @@
+"""`/healthz` (the process answers) and `/readyz` (the index is loaded and the LLM is ready;
+503 with the reason otherwise). Both are public, even with an API key, for load balancers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from rag.server.ask import ServiceDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: index loaded and LLM ready (503 with the reason)")
+async def readyz(service: ServiceDep) -> JSONResponse:
+    await run_in_threadpool(service.refresh)
+    reason = service.not_ready_reason
+    body: dict[str, Any] = {
+        "status": "ready" if reason is None else "not ready",
+        "llm": service.llm.name if service.llm is not None else None,
+        "running": service.pool.running,
+        "waiting": service.pool.waiting,
+    }
+    if reason is not None:
+        body["error"] = {"message": reason, "type": "not_ready"}
+    return JSONResponse(body, status_code=200 if reason is None else 503)

@@ -1,0 +1,163 @@
+"""Generation slots: at most `slots` answers generate at once, each in a worker thread (the LLM
+never runs on the event loop); up to `queue` more wait in arrival order; beyond that, `Busy`.
+
+A request takes a `Ticket` before anything else (so a full service refuses at once, before any
+work), then `stream()` waits for a slot and relays what the worker thread produces. When the
+consumer goes away (client disconnect, cancel message) the worker's cancel flag is set, so the
+generation stops between two tokens; a request whose client left while it queued never starts.
+The slot is freed when the worker thread has really finished, never earlier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
+
+from rag.errors import RagError
+
+T = TypeVar("T")
+
+
+class Busy(RagError):
+    """Every slot is taken and the queue is full."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class GenerationTimeout(RagError):
+    """A generation ran longer than the configured limit."""
+
+
+@dataclass
+class Ticket:
+    """A place in the service: a running or waiting request. Release it exactly once."""
+
+    pool: GenerationPool
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.pool._admitted -= 1
+
+
+@dataclass(frozen=True)
+class _Failure(Generic[T]):
+    error: BaseException
+
+
+_END = object()
+
+
+class GenerationPool:
+    def __init__(self, slots: int, queue: int, timeout_s: float = 120.0) -> None:
+        self.slots = slots
+        self.queue = queue
+        self.timeout_s = timeout_s
+        self._admitted = 0
+        self._running = 0
+        self._semaphore = asyncio.Semaphore(slots)
+        self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="generation")
+        self._recent_s: list[float] = []  # durations of the last generations, for Retry-After
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def waiting(self) -> int:
+        return max(0, self._admitted - self._running)
+
+    def admit(self) -> Ticket:
+        """A ticket, or `Busy` at once when `slots + queue` requests are already in."""
+        if self._admitted >= self.slots + self.queue:
+            raise Busy(
+                f"the service is busy: {self._running} answers generating and "
+                f"{self.waiting} waiting (the limit is {self.slots} + {self.queue}); retry later",
+                self.retry_after_s(),
+            )
+        self._admitted += 1
+        return Ticket(self)
+
+    def retry_after_s(self) -> int:
+        """A whole-second guess at when a place frees up: the typical generation time, times
+        the queue ahead per slot."""
+        typical = sorted(self._recent_s)[len(self._recent_s) // 2] if self._recent_s else 1.0
+        return max(1, round(typical * (1 + self.waiting / self.slots)))
+
+    async def stream(
+        self,
+        ticket: Ticket,
+        produce: Callable[[threading.Event], Iterator[T]],
+        cancel: threading.Event | None = None,
+    ) -> AsyncIterator[T]:
+        """Run `produce(cancel)` in a worker thread once a slot is free and yield its items.
+        Closing this generator (or setting `cancel`) stops the producer between two items. An
+        exception in the producer is re-raised here after the items before it."""
+        cancel = cancel or threading.Event()
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[object] = asyncio.Queue()
+        try:
+            await self._semaphore.acquire()
+        except BaseException:
+            ticket.release()
+            raise
+        self._running += 1
+        started = time.perf_counter()
+
+        def put(item: object) -> None:
+            try:
+                loop.call_soon_threadsafe(items.put_nowait, item)
+            except RuntimeError:  # the loop has closed (shutdown): nobody is listening
+                cancel.set()
+
+        def work() -> None:
+            iterator = produce(cancel)
+            try:
+                for item in iterator:
+                    put(item)
+                    if cancel.is_set():
+                        break
+            except BaseException as err:  # relayed to the consumer, which decides
+                put(_Failure(err))
+            else:
+                put(_END)
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+
+        def finished(_: object) -> None:
+            self._running -= 1
+            self._recent_s = [*self._recent_s[-19:], time.perf_counter() - started]
+            self._semaphore.release()
+            ticket.release()
+
+        future = loop.run_in_executor(self._executor, work)
+        future.add_done_callback(finished)
+        deadline = loop.time() + self.timeout_s
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(items.get(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise GenerationTimeout(
+                        f"the generation took longer than {self.timeout_s:g} s and was stopped"
+                    ) from None
+                if item is _END:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield cast(T, item)
+        finally:
+            cancel.set()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

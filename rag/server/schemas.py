@@ -1,0 +1,80 @@
+"""Request bodies, validated before the first byte of any answer: a bad request is a 422 with
+a readable message, never a half-started stream."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rag.settings import RetrievalMode
+
+# The HTTP limit on the question; `Settings.max_question_chars` may lower it.
+MAX_QUESTION_CHARS = 100_000
+
+
+class AskRequest(BaseModel):
+    """`POST /v1/ask` and each WebSocket question."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    top_k: int | None = Field(default=None, ge=1, le=20)
+    retrieval: RetrievalMode | None = None
+    stream: bool = True
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the question is blank")
+        if "\x00" in value:
+            raise ValueError("the question contains a NUL character")
+        return value
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return " ".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """`POST /v1/chat/completions`: the OpenAI request shape. Options this service does not use
+    (temperature, n, tools ...) are accepted and ignored, as OpenAI clients send them freely."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = "rag"
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    top_k: int | None = Field(default=None, ge=1, le=20, description="sources to retrieve")
+    retrieval: RetrievalMode | None = None
+
+    def question(self) -> str:
+        """The last user message: what retrieval runs on."""
+        for message in reversed(self.messages):
+            if message.role == "user" and message.text.strip():
+                return message.text
+        raise ValueError("no user message with text")

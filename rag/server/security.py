@@ -1,0 +1,147 @@
+"""What guards the routes: the optional API key, a cap on request bodies, and the access log.
+The two middlewares are pure ASGI (a `BaseHTTPMiddleware` would buffer streamed bodies and hide
+client disconnects from the routes)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import HTTPException, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("rag.access")
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def key_matches(given: str, expected: str) -> bool:
+    """Constant-time comparison, so the time taken says nothing about the key."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def require_api_key(request: Request) -> None:
+    """A dependency of every route but the health checks: with `RAG_API_KEY` set, the request
+    needs `Authorization: Bearer <key>` (401 otherwise, in OpenAI's error shape)."""
+    expected = request.app.state.service.settings.api_key
+    if not expected:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not key_matches(given.strip(), expected):
+        raise HTTPException(
+            401,
+            "missing or wrong API key: send the header Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+class BodyLimit:
+    """413 for a request body over the limit: at once when Content-Length says so, else as soon
+    as the streamed body passes it (before anything parses it)."""
+
+    def __init__(self, app: ASGIApp, limit_bytes: int, upload_limit_bytes: int) -> None:
+        self.app = app
+        self.limit_bytes = limit_bytes
+        self.upload_limit_bytes = upload_limit_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        uploading = scope["path"].startswith("/v1/documents")
+        # multipart framing adds a little to the files themselves
+        limit = self.upload_limit_bytes * 4 + 65536 if uploading else self.limit_bytes
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _refuse(send, limit)
+            return
+        received = 0
+        refused = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _refuse(send, limit)
+        except Exception:
+            if not refused:
+                raise
+            if not started:
+                await _refuse(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _refuse(send: Send, limit: int) -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "message": f"the request body is larger than the limit of {limit} bytes",
+                "type": "invalid_request_error",
+            }
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class AccessLog:
+    """One JSON line per request: method, path, status, duration, and the answer's timings."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"}:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: dict[str, Any] = {"status": None}
+
+        async def logging_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logging_send)
+        finally:
+            record: dict[str, Any] = {
+                "method": scope.get("method", "WS"),
+                "path": scope["path"],
+                "status": status["status"],
+                "duration_ms": round(1000 * (time.perf_counter() - started), 2),
+            }
+            answer = scope.get("state", {}).get("answer")
+            if answer:
+                record.update(answer)
+            access_log.info(json.dumps(record))

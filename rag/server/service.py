@@ -1,0 +1,127 @@
+"""What the HTTP layer serves from: the embedder, the LLM and the live index, built once when
+the app starts, plus the generation pool. Every transport asks `prepare` and `generate` here, so
+plain JSON, SSE, NDJSON, OpenAI chunks and the WebSocket share one pipeline.
+
+The index is re-read when another process (`rag ingest`) swaps in a new version, and after an
+upload; a reader holds the version it started with until it is done (versions are immutable).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from rag import store
+from rag.answer import Answerer, Done, Prepared, Token
+from rag.embeddings import Embedder, make_embedder
+from rag.errors import IndexNotFound, RagError
+from rag.ingestion import IngestReport, ingest
+from rag.llm import LLM, make_llm
+from rag.retrieval import Mode, Retriever
+from rag.server.pool import GenerationPool
+from rag.settings import Settings
+from rag.store import FileEntry
+
+log = logging.getLogger("rag.server")
+
+
+class NotReady(RagError):
+    """The index or the LLM is not available; the message says why and what to do."""
+
+
+class Service:
+    def __init__(
+        self, settings: Settings, *, embedder: Embedder | None = None, llm: LLM | None = None
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.llm = llm
+        self.pool = GenerationPool(
+            settings.max_generations, settings.max_queue, settings.generation_timeout_s
+        )
+        self.llm_error: str | None = None
+        self.index_error: str | None = "not loaded yet"
+        self._answerer: Answerer | None = None
+        self._version: str | None = None  # the version being served
+        self._tried: str | None = "-"  # the last version a load was attempted for
+        self._reload_lock = threading.Lock()
+        self.ingest_lock = threading.Lock()  # one upload ingest at a time in this process
+
+    def start(self) -> None:
+        """Load the models and the index (blocking: call it from a thread). Failures are kept
+        as readiness reasons, so the server still starts and says what is wrong."""
+        if self.embedder is None:
+            self.embedder = make_embedder(self.settings)
+        if self.llm is None:
+            try:
+                self.llm = make_llm(self.settings)
+            except RagError as err:
+                self.llm_error = str(err)
+                log.error("LLM not available: %s", err)
+        self.reload()
+        if self._answerer is not None:  # load the encoder now, not on the first question
+            self._answerer.retriever.search("warm up", 1)
+
+    def reload(self) -> None:
+        """Load the live index version if it is not the one in use."""
+        with self._reload_lock:
+            assert self.embedder is not None
+            try:
+                version = store.current_version(self.settings.index_dir)
+                self._tried = version
+                if version is not None and version == self._version and self.index_error is None:
+                    return
+                index = store.load(self.settings.index_dir)
+                retriever = Retriever(index, self.embedder)
+            except RagError as err:
+                self.index_error = str(err)
+                if not isinstance(err, IndexNotFound):
+                    log.error("index not usable: %s", err)
+                return
+            if self.llm is not None:
+                self._answerer = Answerer(retriever, self.llm, self.settings)
+            self._version, self.index_error = index.version, None
+            log.info("serving index version %s (%d chunks)", index.version, len(index.chunks))
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        if self.index_error is not None:
+            return f"index not ready: {self.index_error}"
+        if self.llm_error is not None or self.llm is None:
+            return f"LLM not ready: {self.llm_error or 'not loaded yet'}"
+        return None
+
+    def answerer(self) -> Answerer:
+        if self._answerer is None or self.not_ready_reason is not None:
+            raise NotReady(self.not_ready_reason or "not ready")
+        return self._answerer
+
+    def refresh(self) -> None:
+        """Reload if another process swapped in a new index version (or removed it); a version
+        that failed to load is not tried again until the pointer changes. Blocking."""
+        if store.current_version(self.settings.index_dir) != self._tried:
+            self.reload()
+
+    def prepare(self, question: str, top_k: int | None, retrieval: Mode | None) -> Prepared:
+        """Retrieval and prompt (blocking: call it from a thread)."""
+        self.refresh()
+        return self.answerer().prepare(question, top_k=top_k, retrieval=retrieval)
+
+    def generate(self, prepared: Prepared, cancel: threading.Event) -> Iterator[Token | Done]:
+        return self.answerer().generate(prepared, cancel)
+
+    def documents(self) -> dict[str, FileEntry]:
+        answerer = self.answerer()
+        return dict(answerer.retriever.index.manifest.files)
+
+    def ingest_uploads(self) -> IngestReport:
+        """Bring the index up to date with the upload folder (files gone from it are dropped
+        from the index), then serve the new version. Blocking."""
+        assert self.embedder is not None
+        upload_dir = self.settings.upload_dir
+        with self.ingest_lock:
+            report = ingest([Path(upload_dir)], self.settings, self.embedder, prune=True)
+            self.reload()
+        return report

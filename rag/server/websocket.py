@@ -1,0 +1,108 @@
+"""`/v1/ws`: the `/v1/ask` events as WebSocket JSON messages, several questions per connection,
+one at a time. The client sends `{"question": ...}` (the `/v1/ask` body) and receives
+`{"type": "sources"|"token"|"done"|"error", ...}`; `{"type": "cancel"}` stops the answer being
+generated (it then ends with `done`, `"cancelled": true`).
+
+With `RAG_API_KEY` set, the key comes in the `Authorization: Bearer` header or, for browsers
+(which cannot set WebSocket headers), in the `api_key` query parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from rag.errors import RagError
+from rag.server.ask import admit_and_prepare, message
+from rag.server.events import answer_stream
+from rag.server.schemas import AskRequest
+from rag.server.security import key_matches
+from rag.server.service import Service
+
+router = APIRouter()
+POLICY_VIOLATION = 1008
+
+
+def readable(err: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors()
+    )
+
+
+@router.websocket("/v1/ws")
+async def ask_socket(websocket: WebSocket) -> None:
+    service: Service = websocket.app.state.service
+    key = service.settings.api_key
+    if key:
+        header = websocket.headers.get("authorization", "")
+        given = header.removeprefix("Bearer ").strip() or websocket.query_params.get("api_key", "")
+        if not key_matches(given, key):
+            await websocket.close(POLICY_VIOLATION, "missing or wrong API key")
+            return
+    await websocket.accept()
+    inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    running: list[threading.Event] = []  # the cancel flag of the answer being generated
+
+    async def receive() -> None:
+        """Questions go to the inbox in order; a cancel (or the client leaving) stops the
+        answer being generated at once."""
+        try:
+            while True:
+                raw = await websocket.receive_text()
+                try:
+                    item = json.loads(raw)
+                except ValueError:
+                    item = {"type": "invalid", "reason": "a message is not JSON"}
+                if not isinstance(item, dict):
+                    item = {"type": "invalid", "reason": "a message is not a JSON object"}
+                if item.get("type") == "cancel":
+                    for flag in running:
+                        flag.set()
+                    continue
+                await inbox.put(item)
+        except (WebSocketDisconnect, RuntimeError):
+            for flag in running:
+                flag.set()
+            await inbox.put(None)
+
+    reader = asyncio.create_task(receive())
+    try:
+        while (item := await inbox.get()) is not None:
+            cancel = threading.Event()
+            running[:] = [cancel]
+            await answer_one(websocket, service, item, cancel)
+            running.clear()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        reader.cancel()
+
+
+async def answer_one(
+    websocket: WebSocket, service: Service, item: dict[str, Any], cancel: threading.Event
+) -> None:
+    if item.get("type") == "invalid":
+        await websocket.send_json({"type": "error", "message": item.get("reason", "bad message")})
+        return
+    try:
+        body = AskRequest.model_validate({k: v for k, v in item.items() if k != "type"})
+        ticket, prepared = await admit_and_prepare(
+            service, body.question, body.top_k, body.retrieval
+        )
+    except ValidationError as err:
+        await websocket.send_json({"type": "error", "message": readable(err)})
+        return
+    except RagError as err:
+        await websocket.send_json({"type": "error", "message": str(err)})
+        return
+    events = answer_stream(service, ticket, prepared, cancel)
+    try:
+        async for name, payload in events:
+            await websocket.send_json(message(name, payload))
+    finally:
+        await events.aclose()
