@@ -200,6 +200,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
+        access_log=False,  # rag.access logs each request once, with the answer's timings
+        ws="websockets-sansio",
         timeout_graceful_shutdown=5,
     )
     return EXIT_OK

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -26,7 +26,7 @@ from rag.errors import DocumentError, IndexError_, RagError, UsageError
 from rag.llm import LLM, LLMError
 from rag.server import ask, chat, documents, health, websocket
 from rag.server.pool import Busy, GenerationTimeout
-from rag.server.security import AccessLog, BodyLimit, require_api_key
+from rag.server.security import AccessLog, ApiKeyGuard, BodyLimit
 from rag.server.service import NotReady, Service
 from rag.settings import Settings
 
@@ -59,13 +59,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    guarded = [Depends(require_api_key)]
-    app.include_router(health.router)
-    app.include_router(ask.router, dependencies=guarded)
-    app.include_router(chat.router, dependencies=guarded)
-    app.include_router(documents.router, dependencies=guarded)
-    app.include_router(websocket.router)  # checks the key itself: browsers cannot send headers
+    for module in (health, ask, chat, documents, websocket):
+        app.include_router(module.router)
     add_error_handlers(app)
+    # outermost last: access log -> CORS -> API key -> body limit -> routes
+    app.add_middleware(BodyLimit, settings.max_body_bytes, settings.max_upload_bytes)
+    if settings.api_key:
+        app.add_middleware(ApiKeyGuard, settings.api_key)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -73,7 +73,6 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept"],
         )
-    app.add_middleware(BodyLimit, settings.max_body_bytes, settings.max_upload_bytes)
     app.add_middleware(AccessLog)
     return app
 

@@ -102,6 +102,7 @@ class GenerationPool:
         Closing this generator (or setting `cancel`) stops the producer between two items. An
         exception in the producer is re-raised here after the items before it."""
         cancel = cancel or threading.Event()
+        gone = threading.Event()  # the consumer has stopped reading
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[object] = asyncio.Queue()
         try:
@@ -116,15 +117,16 @@ class GenerationPool:
             try:
                 loop.call_soon_threadsafe(items.put_nowait, item)
             except RuntimeError:  # the loop has closed (shutdown): nobody is listening
+                gone.set()
                 cancel.set()
 
         def work() -> None:
             iterator = produce(cancel)
             try:
                 for item in iterator:
+                    if gone.is_set():  # nobody reads on: stop (a set `cancel` alone still
+                        break  # lets the producer finish, e.g. with its last event)
                     put(item)
-                    if cancel.is_set():
-                        break
             except BaseException as err:  # relayed to the consumer, which decides
                 put(_Failure(err))
             else:
@@ -157,6 +159,7 @@ class GenerationPool:
                     raise item.error
                 yield cast(T, item)
         finally:
+            gone.set()
             cancel.set()
 
     def shutdown(self) -> None:

@@ -9,8 +9,8 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
-from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("rag.access")
@@ -22,20 +22,56 @@ def key_matches(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-def require_api_key(request: Request) -> None:
-    """A dependency of every route but the health checks: with `RAG_API_KEY` set, the request
-    needs `Authorization: Bearer <key>` (401 otherwise, in OpenAI's error shape)."""
-    expected = request.app.state.service.settings.api_key
-    if not expected:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not key_matches(given.strip(), expected):
-        raise HTTPException(
-            401,
-            "missing or wrong API key: send the header Authorization: Bearer <key>",
-            headers={"WWW-Authenticate": "Bearer"},
+class ApiKeyGuard:
+    """With `RAG_API_KEY` set, every request but the health checks (and CORS preflights) needs
+    `Authorization: Bearer <key>`: routes, OpenAPI docs and the WebSocket, where browsers, which
+    cannot set its headers, may pass `?api_key=` instead. A refusal is a 401 in OpenAI's error
+    shape (a refused WebSocket handshake is a 403)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self.key = key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"} or self.allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "wrong API key"})
+            return
+        body = json.dumps(
+            {
+                "error": {
+                    "message": "missing or wrong API key: send the header "
+                    "Authorization: Bearer <key>",
+                    "type": "authentication_error",
+                    "code": "invalid_api_key",
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
         )
+        await send({"type": "http.response.body", "body": body})
+
+    def allowed(self, scope: Scope) -> bool:
+        if scope["path"] in PUBLIC_PATHS or scope.get("method") == "OPTIONS":
+            return True
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() == "bearer" and key_matches(given.strip(), self.key):
+            return True
+        if scope["type"] == "websocket":
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            return key_matches(query.get("api_key", [""])[0], self.key)
+        return False
 
 
 class BodyLimit:

@@ -1,0 +1,78 @@
+"""A real uvicorn on a free loopback port, in a thread: streaming is only proven over a socket
+(in-process ASGI clients collect the whole body first). Plus a timestamping SSE reader."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+
+class LiveServer:
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            access_log=False,
+            ws="websockets-sansio",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@dataclass
+class Received:
+    name: str
+    data: Any
+    at: float  # perf_counter() when the event's last line arrived
+
+
+def sse_events(response: httpx.Response) -> Iterator[Received]:
+    """Events of an SSE response as they arrive (comments skipped)."""
+    name, data = "message", list[str]()
+    for line in response.iter_lines():
+        if line == "":
+            if data:
+                text = "\n".join(data)
+                yield Received(
+                    name, text if text == "[DONE]" else json.loads(text), time.perf_counter()
+                )
+            name, data = "message", []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+
+
+def ask(client: httpx.Client, question: str, **body: Any) -> list[Received]:
+    with client.stream("POST", "/v1/ask", json={"question": question, **body}) as response:
+        assert response.status_code == 200, response.read()
+        return list(sse_events(response))

@@ -1,0 +1,217 @@
+"""POST /v1/ask against a live uvicorn: streaming, framing, errors, cancellation, the queue."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from rag.llm.mock import MockLLM
+from tests.fakes import EndlessLLM, GatedLLM
+from tests.server.conftest import Serve
+from tests.server.live import ask, sse_events
+
+QUESTION = "Who won Super Bowl 50?"
+
+
+def test_the_first_token_arrives_while_the_generator_is_blocked_before_the_second(
+    serve: Serve,
+) -> None:
+    llm = GatedLLM()
+    server = serve(llm=llm)
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as client,
+        client.stream("POST", "/v1/ask", json={"question": QUESTION}) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        events = sse_events(response)
+        sources = next(events)
+        first = next(events)
+        assert (sources.name, first.name) == ("sources", "token")
+        assert first.data == {"text": "Denver "}
+        assert not llm.gate.is_set()  # nothing after the first token exists yet
+        llm.gate.set()
+        rest = list(events)
+    assert [e.name for e in rest] == ["token", "token", "done"]
+    assert "".join(e.data["text"] for e in [first, *rest[:-1]]) == "Denver won [1]"
+
+
+def test_events_carry_sources_tokens_and_timings(serve: Serve) -> None:
+    server = serve(llm=MockLLM(delay_s=0.005))
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        events = ask(client, QUESTION, top_k=2)
+    names = [e.name for e in events]
+    assert names[0] == "sources" and names[-1] == "done" and set(names[1:-1]) == {"token"}
+    sources = events[0].data
+    assert len(sources) == 2
+    assert {"id", "source", "title", "text", "score", "number"} <= set(sources[0])
+    assert sources[0]["source"] == "docs/football.md"
+    done = events[-1].data
+    assert done["usage"]["completion_tokens"] == len(names) - 2
+    assert done["usage"]["prompt_tokens"] > 0
+    timings = done["timings"]
+    assert 0 <= timings["retrieval_ms"] <= timings["ttft_ms"] <= timings["total_ms"]
+    # tokens arrive spread over time, not in one burst at the end
+    token_times = [e.at for e in events if e.name == "token"]
+    assert token_times[-1] - token_times[0] > 0.5 * 0.005 * (len(token_times) - 1)
+
+
+def test_ndjson_and_plain_json_carry_the_same_answer(serve: Serve) -> None:
+    server = serve()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        sse = "".join(e.data["text"] for e in ask(client, QUESTION) if e.name == "token")
+        headers = {"Accept": "application/x-ndjson"}
+        with client.stream(
+            "POST", "/v1/ask", json={"question": QUESTION}, headers=headers
+        ) as response:
+            assert response.headers["content-type"].startswith("application/x-ndjson")
+            lines = [json.loads(line) for line in response.iter_lines() if line]
+        whole = client.post("/v1/ask", json={"question": QUESTION, "stream": False}).json()
+    assert [m["type"] for m in lines][:2] == ["sources", "token"]
+    assert lines[-1]["type"] == "done" and "timings" in lines[-1]
+    assert "".join(m["text"] for m in lines if m["type"] == "token") == sse
+    assert whole["answer"] == sse.strip()
+    assert whole["sources"][0]["source"] == "docs/football.md"
+    assert set(whole) >= {"answer", "sources", "usage", "timings"}
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"question": ""}, "question"),
+        ({"question": "   "}, "blank"),
+        ({"question": "x" * 5000}, "limit is 4000"),
+        ({"question": "ok", "top_k": 0}, "top_k"),
+        ({"question": "ok", "top_k": 10**9}, "top_k"),
+        ({"question": "ok", "top_k": "three"}, "top_k"),
+        ({"question": "ok", "retrieval": "magic"}, "retrieval"),
+        ({"question": "ok", "surprise": 1}, "surprise"),
+        ({"question": 42}, "question"),
+        ({}, "question"),
+        ([1, 2], "body"),
+    ],
+)
+def test_invalid_requests_get_a_422_with_a_message(serve: Serve, body: object, needle: str) -> None:
+    server = serve()
+    response = httpx.post(f"{server.url}/v1/ask", json=body, timeout=10)
+    assert response.status_code == 422
+    assert needle in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 422),
+        (b"\xff\xfe\xfa", "application/json", 400),
+        (b"question=hi", "application/x-www-form-urlencoded", 422),
+        (b'{"question": "' + b"x" * 2_000_000 + b'"}', "application/json", 413),
+    ],
+)
+def test_bodies_that_are_not_json_or_too_large_are_refused(
+    serve: Serve, content: bytes, content_type: str, status: int
+) -> None:
+    server = serve()
+    response = httpx.post(
+        f"{server.url}/v1/ask", content=content, headers={"content-type": content_type}
+    )
+    assert response.status_code == status
+    assert response.json()["error"]["message"]
+
+
+def test_a_missing_index_is_a_503_that_says_to_ingest(serve: Serve, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = serve(index_dir=tmp_path / "nothing-here")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        response = client.post("/v1/ask", json={"question": QUESTION})
+        ready = client.get("/readyz")
+        assert client.get("/healthz").status_code == 200
+    assert response.status_code == 503
+    assert "rag ingest" in response.json()["error"]["message"]
+    assert ready.status_code == 503 and "rag ingest" in ready.json()["error"]["message"]
+
+
+def test_a_backend_failure_mid_stream_is_an_error_event_then_the_next_request_works(
+    serve: Serve,
+) -> None:
+    llm = MockLLM(fail_after=3)
+    server = serve(llm=llm)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        events = ask(client, QUESTION)
+        assert [e.name for e in events] == ["sources", "token", "token", "token", "error"]
+        assert "failed after 3 tokens" in events[-1].data["message"]
+        failed = client.post("/v1/ask", json={"question": QUESTION, "stream": False})
+        assert failed.status_code == 502 and "failed" in failed.json()["error"]["message"]
+        llm.fail_after = None
+        assert ask(client, QUESTION)[-1].name == "done"
+
+
+def test_a_client_that_leaves_stops_the_generation_within_one_token(serve: Serve) -> None:
+    llm = EndlessLLM(delay_s=0.02)
+    server = serve(llm=llm, max_generations=1)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        with client.stream("POST", "/v1/ask", json={"question": QUESTION}) as response:
+            events = sse_events(response)
+            seen = [next(events) for _ in range(6)]
+            assert seen[-1].name == "token"
+            produced_at_close = llm.produced
+        time.sleep(0.5)  # long enough for 25 more tokens had the generation gone on
+        assert llm.produced <= produced_at_close + 1
+        # the slot is free: the next request starts at once
+        started = time.perf_counter()
+        with client.stream("POST", "/v1/ask", json={"question": QUESTION}) as response:
+            events = sse_events(response)
+            next(events), next(events)
+            assert time.perf_counter() - started < 1.0
+    assert llm.generations == 2
+
+
+def test_a_full_queue_is_refused_at_once_with_retry_after(serve: Serve) -> None:
+    llm = GatedLLM()
+    server = serve(llm=llm, max_generations=1, max_queue=1)
+    results: list[int] = []
+
+    def ask_in_background() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            events = ask(client, QUESTION)
+            results.append(len(events))
+
+    threads = [threading.Thread(target=ask_in_background) for _ in range(2)]
+    threads[0].start()
+    assert llm.started.wait(10)  # one is generating...
+    threads[1].start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # ...and one waits in the queue
+        if httpx.get(f"{server.url}/readyz").json()["waiting"] == 1:
+            break
+        time.sleep(0.01)
+    started = time.perf_counter()
+    refused = httpx.post(f"{server.url}/v1/ask", json={"question": QUESTION}, timeout=10)
+    elapsed = time.perf_counter() - started
+    llm.gate.set()
+    for thread in threads:
+        thread.join(30)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "busy" in refused.json()["error"]["message"]
+    assert elapsed < 0.5
+    assert results == [5, 5]  # both admitted requests completed: sources, 3 tokens, done
+
+
+def test_health_answers_quickly_while_a_generation_runs(serve: Serve) -> None:
+    llm = GatedLLM()
+    server = serve(llm=llm)
+    thread = threading.Thread(target=lambda: ask(httpx.Client(base_url=server.url), QUESTION))
+    thread.start()
+    assert llm.started.wait(10)
+    times = []
+    for _ in range(20):
+        started = time.perf_counter()
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        times.append(time.perf_counter() - started)
+    llm.gate.set()
+    thread.join(10)
+    assert max(times) < 0.2

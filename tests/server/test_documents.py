@@ -1,0 +1,98 @@
+"""/v1/documents: uploads searchable when the call returns; names that could escape refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.conftest import Serve
+from tests.server.live import ask
+
+
+def test_an_upload_is_searchable_when_the_call_returns_and_can_be_deleted(
+    serve: Serve, tmp_path: Path
+) -> None:
+    server = serve()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        files = [
+            (
+                "files",
+                ("zebras.md", b"# Zebras of Mars\n\nZebras of Mars graze in Olympus crater."),
+            ),
+            ("files", ("broken.pdf", b"%PDF-1.4 this is not really a pdf")),
+        ]
+        response = client.post("/v1/documents", files=files)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert [d["id"] for d in body["documents"]] == ["uploads/zebras.md"]
+        assert body["skipped"][0]["name"] == "broken.pdf"
+        assert not (tmp_path / "uploads" / "broken.pdf").exists()  # nothing half-usable left
+        events = ask(client, "Where do zebras graze on Mars?", top_k=1)
+        assert events[0].data[0]["source"] == "uploads/zebras.md"
+        listed = {d["id"]: d for d in client.get("/v1/documents").json()["documents"]}
+        assert listed["uploads/zebras.md"]["uploaded"] is True
+        assert listed["docs/football.md"]["uploaded"] is False
+        assert client.delete("/v1/documents/docs/football.md").status_code == 409
+        assert client.delete("/v1/documents/uploads/nope.md").status_code == 404
+        assert client.delete("/v1/documents/uploads/zebras.md").status_code == 200
+        left = {d["id"] for d in client.get("/v1/documents").json()["documents"]}
+        assert "uploads/zebras.md" not in left and "docs/football.md" in left
+        events = ask(client, "Where do zebras graze on Mars?", top_k=1)
+        assert events[0].data[0]["source"] != "uploads/zebras.md"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../escape.md",
+        "../../etc/escape.md",
+        "/tmp/escape.md",
+        "sub/escape.md",
+        "..\\escape.md",
+        "..",
+        ".hidden.md",
+        "escape.exe",
+        "",
+    ],
+)
+def test_names_that_could_escape_the_upload_folder_are_refused(
+    serve: Serve, tmp_path: Path, name: str
+) -> None:
+    server = serve()
+    before = set(tmp_path.rglob("*"))
+    response = httpx.post(
+        f"{server.url}/v1/documents", files=[("files", (name, b"text"))], timeout=30
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["message"]
+    assert set(tmp_path.rglob("*")) - before <= {tmp_path / "uploads"}
+
+
+def test_a_nul_byte_in_a_name_is_refused(serve: Serve, tmp_path: Path) -> None:
+    server = serve()
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+        f'filename="a\x00../../x.md"\r\nContent-Type: text/plain\r\n\r\nhello\r\n'
+        f"--{boundary}--\r\n"
+    ).encode()
+    response = httpx.post(
+        f"{server.url}/v1/documents",
+        content=body,
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        timeout=30,
+    )
+    assert response.status_code == 422
+    assert not list(tmp_path.glob("**/x.md"))
+
+
+def test_a_file_over_the_size_limit_is_refused(serve: Serve, tmp_path: Path) -> None:
+    server = serve(max_upload_bytes=1000)
+    response = httpx.post(
+        f"{server.url}/v1/documents", files=[("files", ("big.txt", b"x" * 2000))], timeout=30
+    )
+    assert response.status_code == 413
+    assert "limit" in response.json()["error"]["message"]
+    assert not (tmp_path / "uploads" / "big.txt").exists()

@@ -1,0 +1,52 @@
+"""/v1/ws: the same events as messages, several questions per connection, cancel."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from websockets.sync.client import ClientConnection, connect
+
+from tests.fakes import EndlessLLM
+from tests.server.conftest import Serve
+
+
+def until_end(ws: ClientConnection) -> list[dict[str, Any]]:
+    messages = []
+    while True:
+        message = json.loads(ws.recv(timeout=10))
+        messages.append(message)
+        if message["type"] in {"done", "error"}:
+            return messages
+
+
+def test_questions_one_after_another_on_one_connection(serve: Serve) -> None:
+    server = serve()
+    with connect(f"{server.ws_url}/v1/ws") as ws:
+        for question in ["Who won Super Bowl 50?", "What is oxygen?"]:
+            ws.send(json.dumps({"question": question}))
+            messages = until_end(ws)
+            assert messages[0]["type"] == "sources" and messages[0]["sources"]
+            assert {m["type"] for m in messages[1:-1]} == {"token"}
+            assert messages[-1]["type"] == "done" and not messages[-1]["cancelled"]
+        ws.send(json.dumps({"question": ""}))
+        assert "question" in until_end(ws)[0]["message"]
+        ws.send("not json")
+        assert until_end(ws)[0] == {"type": "error", "message": "a message is not JSON"}
+
+
+def test_cancel_stops_the_answer_and_the_connection_stays_usable(serve: Serve) -> None:
+    llm = EndlessLLM(delay_s=0.01)
+    server = serve(llm=llm)
+    with connect(f"{server.ws_url}/v1/ws") as ws:
+        ws.send(json.dumps({"question": "Who won Super Bowl 50?"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "sources"
+        for _ in range(3):
+            assert json.loads(ws.recv(timeout=10))["type"] == "token"
+        ws.send(json.dumps({"type": "cancel"}))
+        rest = until_end(ws)
+        assert rest[-1]["type"] == "done" and rest[-1]["cancelled"] is True
+        assert len(rest) < 10  # stopped within a few tokens, not at the 10,000th
+        llm.limit = 3
+        ws.send(json.dumps({"question": "What is oxygen?"}))
+        assert until_end(ws)[-1]["cancelled"] is False
