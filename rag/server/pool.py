@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
@@ -97,7 +97,7 @@ class GenerationPool:
         ticket: Ticket,
         produce: Callable[[threading.Event], Iterator[T]],
         cancel: threading.Event | None = None,
-    ) -> AsyncIterator[T]:
+    ) -> AsyncGenerator[T, None]:
         """Run `produce(cancel)` in a worker thread once a slot is free and yield its items.
         Closing this generator (or setting `cancel`) stops the producer between two items. An
         exception in the producer is re-raised here after the items before it."""

@@ -215,3 +215,39 @@ def test_health_answers_quickly_while_a_generation_runs(serve: Serve) -> None:
     llm.gate.set()
     thread.join(10)
     assert max(times) < 0.2
+
+
+def test_a_request_whose_client_left_while_queued_never_starts(serve: Serve) -> None:
+    llm = GatedLLM()
+    server = serve(llm=llm, max_generations=1)
+    first = threading.Thread(target=lambda: ask(httpx.Client(base_url=server.url), QUESTION))
+    first.start()
+    assert llm.started.wait(10)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        with client.stream("POST", "/v1/ask", json={"question": QUESTION}) as response:
+            assert next(sse_events(response)).name == "sources"  # then it waits for the slot
+        deadline = time.monotonic() + 5
+        while client.get("/readyz").json()["waiting"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert client.get("/readyz").json()["waiting"] == 0
+    llm.started.clear()
+    llm.gate.set()
+    first.join(10)
+    assert not llm.started.wait(0.3)  # the abandoned request did not generate
+
+
+def test_a_silent_stream_is_kept_alive_with_ping_comments(serve: Serve) -> None:
+    llm = GatedLLM()
+    server = serve(llm=llm, ping_interval_s=0.1)
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as client,
+        client.stream("POST", "/v1/ask", json={"question": QUESTION}) as response,
+    ):
+        lines = response.iter_lines()
+        pings = 0
+        for line in lines:
+            pings += line.startswith(":")
+            if pings == 3:
+                break
+        llm.gate.set()
+        assert any(line.startswith("event: done") for line in lines)
