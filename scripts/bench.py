@@ -1,11 +1,13 @@
 """Benchmarks, reported as ratios to a reference measured in the same run (machines are noisy).
 
-    python scripts/bench.py [--quick] [--only ingestion|scale] [--out DIR] [--dataset FILE]
+    python scripts/bench.py [--quick] [--only ingestion|scale|streaming] [--out DIR]
 
-Sections: `ingestion` (ours vs the bare encoder vs a plain LangChain pipeline, and re-ingest) and
-`scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks). Writes DIR/results.json and
-DIR/RESULTS.md (default: benchmarks/); with --only, the other sections already in results.json
-are kept. --quick (about two minutes) runs 3 articles and 10k chunks, for the test suite.
+Sections: `ingestion` (ours vs the bare encoder vs a plain LangChain pipeline, and re-ingest),
+`scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks) and `streaming` (a live server: time
+to sources and first token, inter-token gaps, concurrent clients, llama.cpp). Writes
+DIR/results.json and DIR/RESULTS.md (default: benchmarks/); with --only, the other sections
+already in results.json are kept. --quick (a few minutes) runs 3 articles, 10k chunks and a
+short streaming run with the mock LLM, for the test suite.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ sys.path.insert(0, str(HERE))
 
 import bench_ingestion  # noqa: E402
 import bench_scale  # noqa: E402
+import bench_streaming  # noqa: E402
 
 ROOT = HERE.parent
 DEFAULT_DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
-SECTIONS = ("ingestion", "scale")
+SECTIONS = ("ingestion", "scale", "streaming")
 
 
 def main() -> None:
@@ -54,6 +57,8 @@ def main() -> None:
         questions = [q.text for a in load_articles(args.dataset) for q in a.questions][::20]
         sizes = [10_000] if args.quick else [10_000, 100_000, 1_000_000]
         results["scale"] = bench_scale.run(sizes, questions)
+    if "streaming" in wanted:
+        results["streaming"] = bench_streaming.run(quick=args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "RESULTS.md").write_text(render(results))
@@ -71,6 +76,8 @@ def render(results: dict[str, Any]) -> str:
         parts.append(bench_ingestion.render(results["ingestion"]))
     if "scale" in results:
         parts.append(bench_scale.render(results["scale"]))
+    if "streaming" in results:
+        parts.append(bench_streaming.render(results["streaming"]))
     return "\n".join(parts)
 
 

@@ -1,0 +1,324 @@
+"""Streaming over HTTP: a live `rag serve` in its own process, clients timing every event.
+
+- one client, N requests in a row (mock LLM): time to the sources event vs the server's own
+  retrieval time, time to first token vs the server's own first-token time, and the gaps
+  between tokens at the client vs the same mock generator run in-process (the reference);
+- C concurrent clients (1, 8, 32, 64): every stream completes, p50/p99 inter-token gap, and
+  /healthz latency meanwhile;
+- llama.cpp (the default Gemma 270M), 4 clients at once: served one after another, prompt
+  tokens, time to first token and total per client, /healthz meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rag.llm.mock import MockLLM  # noqa: E402
+from rag.prompt import Prompt  # noqa: E402
+from rag.retrieval import Hit  # noqa: E402
+
+QUESTIONS = [
+    "Which team won Super Bowl 50?",
+    "Where was Super Bowl 50 played?",
+    "What did the Apollo program achieve?",
+    "How did the Black Death spread?",
+    "What is the Amazon rainforest?",
+    "Who designed the Apollo spacecraft?",
+]
+DELAY_MS = 20
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(percentile(values, 0.5), 2),
+        "p99": round(percentile(values, 0.99), 2),
+        "max": round(max(values, default=0.0), 2),
+        "n": len(values),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(index: Path, llm: str, **env: str) -> Iterator[str]:
+    port = free_port()
+    environ = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "RAG_LLM": llm,
+        "RAG_MOCK_TOKEN_DELAY_MS": str(DELAY_MS),
+        **env,
+    }
+    command = [sys.executable, "-m", "rag", "serve", "--index", str(index), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--log-level", "warning"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                error = process.stderr.read() if process.stderr else ""
+                raise RuntimeError(f"the server died: {error[-2000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not become ready")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+async def one_stream(client: httpx.AsyncClient, question: str) -> dict[str, Any]:
+    """One /v1/ask over SSE, with the arrival time (ms since sending) of each event."""
+    sent = time.perf_counter()
+    arrivals: list[tuple[str, float, Any]] = []
+    name = "message"
+    async with client.stream("POST", "/v1/ask", json={"question": question}) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                at = 1000 * (time.perf_counter() - sent)
+                arrivals.append((name, at, json.loads(line[5:])))
+    tokens = [at for kind, at, _ in arrivals if kind == "token"]
+    done = arrivals[-1][2] if arrivals and arrivals[-1][0] == "done" else None
+    return {
+        "sources_ms": next((at for kind, at, _ in arrivals if kind == "sources"), None),
+        "first_token_ms": tokens[0] if tokens else None,
+        "gaps_ms": [b - a for a, b in pairwise(tokens)],
+        "total_ms": arrivals[-1][1] if arrivals else None,
+        "done": done,
+        "completed": done is not None,
+    }
+
+
+def generator_gaps(n_tokens: int) -> list[float]:
+    """The reference: the same mock generator, in-process, timed between its pieces."""
+    from rag.chunks import Chunk
+
+    text = "word " * n_tokens
+    hit = Hit(1, 1.0, Chunk("x#0", "x", "x", 0, 0, len(text), text, ""))
+    llm = MockLLM(delay_s=DELAY_MS / 1000, reply=text)
+    stamps = [time.perf_counter() for _ in llm.stream(Prompt("", "", (hit,), ""))]
+    return [1000 * (b - a) for a, b in pairwise(stamps)]
+
+
+async def sequential(url: str, n: int) -> dict[str, Any]:
+    results = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        await one_stream(client, QUESTIONS[0])  # warm up
+        for i in range(n):
+            results.append(await one_stream(client, QUESTIONS[i % len(QUESTIONS)]))
+    sources_extra = [r["sources_ms"] - r["done"]["timings"]["retrieval_ms"] for r in results]
+    ttft_extra = [r["first_token_ms"] - r["done"]["timings"]["ttft_ms"] for r in results]
+    gaps = [g for r in results for g in r["gaps_ms"]]
+    reference = generator_gaps(200)
+    return {
+        "requests": n,
+        "retrieval_ms": summary([r["done"]["timings"]["retrieval_ms"] for r in results]),
+        "sources_at_client_ms": summary([r["sources_ms"] for r in results]),
+        "sources_after_retrieval_ms": summary(sources_extra),
+        "server_ttft_ms": summary([r["done"]["timings"]["ttft_ms"] for r in results]),
+        "client_ttft_ms": summary([r["first_token_ms"] for r in results]),
+        "ttft_overhead_ms": summary(ttft_extra),
+        "client_gap_ms": summary(gaps),
+        "generator_gap_ms": summary(reference),
+        "gap_p99_difference_ms": round(percentile(gaps, 0.99) - percentile(reference, 0.99), 2),
+    }
+
+
+async def health_probe(url: str, stop: asyncio.Event, samples: list[float]) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        while not stop.is_set():
+            started = time.perf_counter()
+            (await client.get("/healthz")).raise_for_status()
+            samples.append(1000 * (time.perf_counter() - started))
+            await asyncio.sleep(0.02)
+
+
+async def concurrent(url: str, clients: int) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    health: list[float] = []
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        probe = asyncio.create_task(health_probe(url, stop, health))
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(one_stream(client, QUESTIONS[i % len(QUESTIONS)]) for i in range(clients)),
+            return_exceptions=True,
+        )
+        seconds = time.perf_counter() - started
+        stop.set()
+        await probe
+    ok = [r for r in results if isinstance(r, dict) and r["completed"]]
+    gaps = [g for r in ok for g in r["gaps_ms"]]
+    return {
+        "clients": clients,
+        "completed": len(ok),
+        "seconds": round(seconds, 2),
+        "client_ttft_ms": summary([r["first_token_ms"] for r in ok]),
+        "gap_ms": summary(gaps),
+        "healthz_ms": summary(health),
+    }
+
+
+async def llamacpp_clients(url: str, clients: int) -> dict[str, Any]:
+    health: list[float] = []
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        await one_stream(client, QUESTIONS[0])  # loads the KV cache of the fixed prompt head
+        probe = asyncio.create_task(health_probe(url, stop, health))
+        results = await asyncio.gather(
+            *(one_stream(client, QUESTIONS[i % len(QUESTIONS)]) for i in range(clients))
+        )
+        stop.set()
+        await probe
+    return {
+        "clients": clients,
+        "completed": sum(r["completed"] for r in results),
+        "per_client": [
+            {
+                "prompt_tokens": r["done"]["usage"]["prompt_tokens"],
+                "completion_tokens": r["done"]["usage"]["completion_tokens"],
+                "sources_ms": round(r["sources_ms"], 1),
+                "first_token_ms": round(r["first_token_ms"], 1),
+                "total_ms": round(r["total_ms"], 1),
+            }
+            for r in sorted(results, key=lambda r: r["first_token_ms"])
+        ],
+        "healthz_ms": summary(health),
+    }
+
+
+def build_index(corpus: Path, index: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "rag", "ingest", str(corpus), "--index", str(index), "--quiet"],
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Path(tmp) / "index"
+        build_index(ROOT / "data", index)
+        levels = [1, 8] if quick else [1, 8, 32, 64]
+        with server(index, "mock", RAG_MAX_GENERATIONS="64", RAG_MAX_QUEUE="256") as url:
+            result: dict[str, Any] = {
+                "mock_delay_ms": DELAY_MS,
+                "sequential": asyncio.run(sequential(url, 10 if quick else 100)),
+                "concurrent": [asyncio.run(concurrent(url, c)) for c in levels],
+            }
+        if not quick:
+            with server(index, "llamacpp", RAG_MAX_GENERATIONS="1") as url:
+                result["llamacpp"] = asyncio.run(llamacpp_clients(url, 4))
+    result["machine"] = {"cpus": os.cpu_count()}
+    return result
+
+
+def render(r: dict[str, Any]) -> str:
+    s = r["sequential"]
+    lines = [
+        "## Streaming over HTTP",
+        "",
+        f"A live `rag serve` (own process, MiniLM retrieval over `data/`), mock LLM at "
+        f"{r['mock_delay_ms']} ms per token; clients time each SSE event. Produced by "
+        "`python scripts/bench.py --only streaming`.",
+        "",
+        f"One client, {s['requests']} requests in a row (ms, p50 / p99):",
+        "",
+        "| | p50 | p99 |",
+        "|---|---:|---:|",
+        f"| server retrieval time | {s['retrieval_ms']['p50']} | {s['retrieval_ms']['p99']} |",
+        f"| sources event at the client | {s['sources_at_client_ms']['p50']} | "
+        f"{s['sources_at_client_ms']['p99']} |",
+        f"| **sources event after retrieval** | {s['sources_after_retrieval_ms']['p50']} | "
+        f"{s['sources_after_retrieval_ms']['p99']} |",
+        f"| server time to first token | {s['server_ttft_ms']['p50']} | "
+        f"{s['server_ttft_ms']['p99']} |",
+        f"| client time to first token | {s['client_ttft_ms']['p50']} | "
+        f"{s['client_ttft_ms']['p99']} |",
+        f"| **first token: client minus server** | {s['ttft_overhead_ms']['p50']} | "
+        f"{s['ttft_overhead_ms']['p99']} |",
+        f"| gap between tokens, generator in-process | {s['generator_gap_ms']['p50']} | "
+        f"{s['generator_gap_ms']['p99']} |",
+        f"| gap between tokens at the client | {s['client_gap_ms']['p50']} | "
+        f"{s['client_gap_ms']['p99']} |",
+        "",
+        f"Inter-token gap, client p99 minus generator p99: **{s['gap_p99_difference_ms']} ms**.",
+        "",
+        "Concurrent clients (generation limit raised to 64 for the mock):",
+        "",
+        "| clients | completed | first token p50 / p99 | gap p50 / p99 | /healthz p50 / p99 |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for c in r["concurrent"]:
+        lines.append(
+            f"| {c['clients']} | {c['completed']} | {c['client_ttft_ms']['p50']} / "
+            f"{c['client_ttft_ms']['p99']} | {c['gap_ms']['p50']} / {c['gap_ms']['p99']} | "
+            f"{c['healthz_ms']['p50']} / {c['healthz_ms']['p99']} |"
+        )
+    if "llamacpp" in r:
+        ll = r["llamacpp"]
+        lines += [
+            "",
+            f"llama.cpp (Gemma 3 270M), {ll['clients']} clients at once, one generation at a "
+            f"time; /healthz meanwhile p50 {ll['healthz_ms']['p50']} ms, p99 "
+            f"{ll['healthz_ms']['p99']} ms:",
+            "",
+            "| client | prompt tokens | answer tokens | sources (ms) | first token (ms) | "
+            "total (ms) |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for i, c in enumerate(ll["per_client"], start=1):
+            lines.append(
+                f"| {i} | {c['prompt_tokens']} | {c['completion_tokens']} | {c['sources_ms']} | "
+                f"{c['first_token_ms']} | {c['total_ms']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    out = run(quick="--quick" in sys.argv)
+    print(json.dumps(out, indent=1))
+    print(render(out))

@@ -1,0 +1,68 @@
+"""The service with the real default LLM (Gemma 3 270M through llama.cpp): several clients at
+once are served one after another, each streamed token by token, and health stays fast."""
+
+from __future__ import annotations
+
+import threading
+import time
+from itertools import pairwise
+
+import httpx
+import pytest
+
+from rag.llm import make_llm
+from rag.settings import Settings
+from tests.server.conftest import Serve
+from tests.server.live import Received, ask
+
+QUESTIONS = [
+    "Which team defeated the Carolina Panthers?",
+    "Who was named Most Valuable Player of Super Bowl 50?",
+    "What is the atomic number of oxygen?",
+    "What is a prime number?",
+]
+
+
+@pytest.mark.slow
+def test_four_clients_at_once_each_stream_and_health_stays_fast(serve: Serve) -> None:
+    server = serve(llm=make_llm(Settings(llm="llamacpp")), max_generations=1)
+    results: dict[str, list[Received]] = {}
+    finished = threading.Event()
+
+    def client(question: str) -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            results[question] = ask(http, question)
+
+    threads = [threading.Thread(target=client, args=(q,)) for q in QUESTIONS]
+    for thread in threads:
+        thread.start()
+    health_s = []
+    while any(t.is_alive() for t in threads):
+        started = time.perf_counter()
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        health_s.append(time.perf_counter() - started)
+        time.sleep(0.02)
+    finished.set()
+    assert sorted(results) == sorted(QUESTIONS)
+    spans = []
+    for events in results.values():
+        names = [e.name for e in events]
+        assert names[0] == "sources" and names[-1] == "done" and "token" in names, names
+        tokens = [e for e in events if e.name == "token"]
+        spans.append((tokens[0].at, events[-1].at))
+        done = events[-1].data
+        assert done["usage"]["prompt_tokens"] > 100 and done["timings"]["ttft_ms"] > 0
+    # one generation at a time: each answer's first token comes after the previous one ended
+    spans.sort()
+    assert all(later[0] >= earlier[1] - 0.05 for earlier, later in pairwise(spans))
+    # incremental: somewhere tokens arrived at clearly different moments
+    gaps = [
+        b.at - a.at
+        for events in results.values()
+        for a, b in pairwise(events[1:-1])
+        if a.name == b.name == "token"
+    ]
+    assert gaps and max(gaps) > 0.005
+    health_s.sort()
+    assert len(health_s) >= 10
+    assert health_s[int(0.99 * (len(health_s) - 1))] < 0.05
