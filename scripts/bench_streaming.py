@@ -165,29 +165,43 @@ async def sequential(url: str, n: int) -> dict[str, Any]:
     }
 
 
-async def health_probe(url: str, stop: asyncio.Event, samples: list[float]) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-        while not stop.is_set():
-            started = time.perf_counter()
-            (await client.get("/healthz")).raise_for_status()
-            samples.append(1000 * (time.perf_counter() - started))
-            await asyncio.sleep(0.02)
+PROBE = """
+import sys, time, httpx
+with httpx.Client(base_url=sys.argv[1], timeout=10) as client:
+    while True:
+        started = time.perf_counter()
+        client.get("/healthz").raise_for_status()
+        print(1000 * (time.perf_counter() - started), flush=True)
+        time.sleep(0.02)
+"""
+
+
+@contextmanager
+def health_probe(url: str) -> Iterator[list[float]]:
+    """/healthz latency, sampled every 20 ms from its own process (so the load-generating
+    clients' event loop does not delay the probe and inflate what it reports)."""
+    samples: list[float] = []
+    process = subprocess.Popen(
+        [sys.executable, "-c", PROBE, url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        yield samples
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+        samples.extend(float(line) for line in out.split())
 
 
 async def concurrent(url: str, clients: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
-    health: list[float] = []
-    stop = asyncio.Event()
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        probe = asyncio.create_task(health_probe(url, stop, health))
-        started = time.perf_counter()
-        results = await asyncio.gather(
-            *(one_stream(client, QUESTIONS[i % len(QUESTIONS)]) for i in range(clients)),
-            return_exceptions=True,
-        )
-        seconds = time.perf_counter() - started
-        stop.set()
-        await probe
+        with health_probe(url) as health:
+            started = time.perf_counter()
+            results = await asyncio.gather(
+                *(one_stream(client, QUESTIONS[i % len(QUESTIONS)]) for i in range(clients)),
+                return_exceptions=True,
+            )
+            seconds = time.perf_counter() - started
     ok = [r for r in results if isinstance(r, dict) and r["completed"]]
     gaps = [g for r in ok for g in r["gaps_ms"]]
     return {
@@ -201,16 +215,12 @@ async def concurrent(url: str, clients: int) -> dict[str, Any]:
 
 
 async def llamacpp_clients(url: str, clients: int) -> dict[str, Any]:
-    health: list[float] = []
-    stop = asyncio.Event()
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
         await one_stream(client, QUESTIONS[0])  # loads the KV cache of the fixed prompt head
-        probe = asyncio.create_task(health_probe(url, stop, health))
-        results = await asyncio.gather(
-            *(one_stream(client, QUESTIONS[i % len(QUESTIONS)]) for i in range(clients))
-        )
-        stop.set()
-        await probe
+        with health_probe(url) as health:
+            results = await asyncio.gather(
+                *(one_stream(client, QUESTIONS[i % len(QUESTIONS)]) for i in range(clients))
+            )
     return {
         "clients": clients,
         "completed": sum(r["completed"] for r in results),

@@ -51,6 +51,7 @@ def create_app(
             log.warning("starting, but not ready: %s", reason)
         yield
         service.pool.shutdown()
+        service.retrieval_executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="rag",

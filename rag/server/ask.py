@@ -7,13 +7,13 @@ before the first byte, with a status code; after it, only an `error` event can s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import run_in_threadpool
 
 from rag.answer import Prepared
 from rag.errors import UsageError
@@ -48,7 +48,10 @@ async def admit_and_prepare(
         raise QuestionTooLong(f"the question is {len(question)} characters; the limit is {limit}")
     ticket = service.pool.admit()
     try:
-        prepared = await run_in_threadpool(service.prepare, question, top_k, retrieval)
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(
+            service.retrieval_executor, service.prepare, question, top_k, retrieval
+        )
     except BaseException:
         ticket.release()
         raise

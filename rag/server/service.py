@@ -9,8 +9,10 @@ upload; a reader holds the version it started with until it is done (versions ar
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rag import store
@@ -25,6 +27,10 @@ from rag.settings import Settings
 from rag.store import FileEntry
 
 log = logging.getLogger("rag.server")
+
+
+def retrieval_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class NotReady(RagError):
@@ -48,6 +54,11 @@ class Service:
         self._tried: str | None = "-"  # the last version a load was attempted for
         self._reload_lock = threading.Lock()
         self.ingest_lock = threading.Lock()  # one upload ingest at a time in this process
+        # Retrieval (query embedding, FAISS, BM25) runs here, not in the event loop's default
+        # pool of 40 threads: 64 simultaneous torch calls on 2 cores only thrash each other.
+        self.retrieval_executor = ThreadPoolExecutor(
+            max_workers=retrieval_threads(), thread_name_prefix="retrieval"
+        )
 
     def start(self) -> None:
         """Load the models and the index (blocking: call it from a thread). Failures are kept
