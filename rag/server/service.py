@@ -65,6 +65,7 @@ class Service:
         as readiness reasons, so the server still starts and says what is wrong."""
         if self.embedder is None:
             self.embedder = make_embedder(self.settings)
+        built_llm = self.llm is None
         if self.llm is None:
             try:
                 self.llm = make_llm(self.settings)
@@ -72,8 +73,23 @@ class Service:
                 self.llm_error = str(err)
                 log.error("LLM not available: %s", err)
         self.reload()
-        if self._answerer is not None:  # load the encoder now, not on the first question
-            self._answerer.retriever.search("warm up", 1)
+        if self._answerer is not None:
+            self.warm_up(self._answerer, with_llm=built_llm)
+
+    def warm_up(self, answerer: Answerer, with_llm: bool) -> None:
+        """Load the encoder now and, for an LLM built here, fill its cache of the fixed prompt
+        head (one token is generated, then cancelled): the first question is then as fast as
+        the next ones. An LLM passed in by the caller is left alone."""
+        prepared = answerer.prepare("warm up")
+        if not with_llm:
+            return
+        cancel = threading.Event()
+        try:
+            for event in answerer.generate(prepared, cancel):
+                if isinstance(event, Token):
+                    cancel.set()
+        except RagError as err:
+            log.warning("warm-up generation failed: %s", err)
 
     def reload(self) -> None:
         """Load the live index version if it is not the one in use."""
