@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -25,6 +26,7 @@ from rag.server.service import Service
 router = APIRouter(tags=["answers"])
 NDJSON = "application/x-ndjson"
 NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SHUTDOWN_GRACE_S = 2.0
 
 
 def get_service(request: Request) -> Service:
@@ -108,13 +110,26 @@ async def collect(events: AsyncIterator[Event]) -> dict[str, Any]:
 async def ask(body: AskRequest, request: Request, service: ServiceDep) -> Response:
     ticket, prepared = await admit_and_prepare(service, body.question, body.top_k, body.retrieval)
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
-    events = answer_stream(service, ticket, prepared, timings=timings)
+    shutdown = anyio.Event()  # set by sse-starlette when the server begins to stop
+    events = answer_stream(service, ticket, prepared, timings=timings, shutdown=shutdown)
     if not body.stream:
         result = await collect(events)
         status = 200 if "error" not in result else 502
         return JSONResponse(result, status_code=status)
     if NDJSON in request.headers.get("accept", ""):
         return StreamingResponse(ndjson_stream(events), media_type=NDJSON, headers=NO_BUFFERING)
+    return sse_response(sse_stream(events), service, shutdown)
+
+
+def sse_response(
+    content: AsyncIterator[ServerSentEvent], service: Service, shutdown: anyio.Event
+) -> EventSourceResponse:
+    """SSE with pings during silences; on server shutdown the stream gets `SHUTDOWN_GRACE_S`
+    to end with its last event (uvicorn itself waits 5 s, see `rag serve`)."""
     return EventSourceResponse(
-        sse_stream(events), ping=service.settings.ping_interval_s, headers=NO_BUFFERING
+        content,
+        ping=service.settings.ping_interval_s,
+        headers=NO_BUFFERING,
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_S,
     )

@@ -15,12 +15,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 
 from rag.errors import UsageError
-from rag.server.ask import NO_BUFFERING, ServiceDep, admit_and_prepare
+from rag.server.ask import ServiceDep, admit_and_prepare, sse_response
 from rag.server.events import Event, answer_stream, dumps
 from rag.server.schemas import ChatRequest
 
@@ -81,15 +82,12 @@ async def chat_completions(body: ChatRequest, request: Request, service: Service
         raise UsageError(f"messages: {err}") from None
     ticket, prepared = await admit_and_prepare(service, question, body.top_k, body.retrieval)
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
-    events = answer_stream(service, ticket, prepared, timings=timings)
+    shutdown = anyio.Event()
+    events = answer_stream(service, ticket, prepared, timings=timings, shutdown=shutdown)
     max_tokens = service.settings.max_tokens
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return EventSourceResponse(
-            chunk_stream(events, include_usage, max_tokens),
-            ping=service.settings.ping_interval_s,
-            headers=NO_BUFFERING,
-        )
+        return sse_response(chunk_stream(events, include_usage, max_tokens), service, shutdown)
     sources: list[Any] = []
     text: list[str] = []
     done: dict[str, Any] = {}

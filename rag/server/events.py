@@ -4,12 +4,15 @@ routes only frame these (SSE, NDJSON lines, WebSocket messages, OpenAI chunks, o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
 from collections.abc import AsyncGenerator
 from functools import partial
 from typing import Any
+
+import anyio
 
 from rag.answer import Prepared, Token
 from rag.errors import RagError
@@ -27,9 +30,13 @@ async def answer_stream(
     prepared: Prepared,
     cancel: threading.Event | None = None,
     timings: dict[str, Any] | None = None,
+    shutdown: anyio.Event | None = None,
 ) -> AsyncGenerator[Event, None]:
     """The events of one prepared question; `timings` (when given) receives the `done`
-    payload, for the access log."""
+    payload, for the access log. When `shutdown` is set (the server is stopping), the
+    generation is cancelled and the stream ends with an `error` event saying so."""
+    cancel = cancel or threading.Event()
+    stopping = asyncio.create_task(_cancel_on(shutdown, cancel)) if shutdown else None
     entered = False
     try:
         yield "sources", prepared.sources.to_json()
@@ -38,6 +45,8 @@ async def answer_stream(
         async for event in service.pool.stream(ticket, produce, cancel):
             if isinstance(event, Token):
                 yield "token", {"text": event.text}
+            elif shutdown is not None and shutdown.is_set():
+                yield "error", {"message": SHUTTING_DOWN}
             else:
                 done = event.to_json()
                 if timings is not None:
@@ -49,8 +58,18 @@ async def answer_stream(
         log.exception("generation failed")
         yield "error", {"message": "the answer failed on the server (the server log has details)"}
     finally:
+        if stopping is not None:
+            stopping.cancel()
         if not entered:
             ticket.release()
+
+
+SHUTTING_DOWN = "the server is shutting down: the answer was cut short; ask again"
+
+
+async def _cancel_on(shutdown: anyio.Event, cancel: threading.Event) -> None:
+    await shutdown.wait()
+    cancel.set()
 
 
 def dumps(payload: Any) -> str:

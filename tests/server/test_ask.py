@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from rag.llm.mock import MockLLM
+from rag.settings import Settings
 from tests.fakes import EndlessLLM, GatedLLM
 from tests.server.conftest import Serve
-from tests.server.live import ask, sse_events
+from tests.server.live import ServerProcess, ask, sse_events
 
 QUESTION = "Who won Super Bowl 50?"
 
@@ -123,7 +127,7 @@ def test_bodies_that_are_not_json_or_too_large_are_refused(
     assert response.json()["error"]["message"]
 
 
-def test_a_missing_index_is_a_503_that_says_to_ingest(serve: Serve, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_index_is_a_503_that_says_to_ingest(serve: Serve, tmp_path: Path) -> None:
     server = serve(index_dir=tmp_path / "nothing-here")
     with httpx.Client(base_url=server.url, timeout=10) as client:
         response = client.post("/v1/ask", json={"question": QUESTION})
@@ -251,3 +255,42 @@ def test_a_silent_stream_is_kept_alive_with_ping_comments(serve: Serve) -> None:
                 break
         llm.gate.set()
         assert any(line.startswith("event: done") for line in lines)
+
+
+def test_a_server_stopping_ends_open_streams_with_an_error_event(indexed: Settings) -> None:
+    env = {
+        "RAG_INDEX_DIR": str(indexed.index_dir),
+        "RAG_EMBEDDING_MODEL": "hashing",
+        "RAG_MIN_SCORE": "0",
+        "RAG_LLM": "mock",
+        "RAG_MOCK_TOKEN_DELAY_MS": "500",
+    }
+    with (
+        ServerProcess(env) as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+        client.stream("POST", "/v1/ask", json={"question": QUESTION}) as response,
+    ):
+        events = sse_events(response)
+        assert [next(events).name, next(events).name] == ["sources", "token"]
+        server.process.send_signal(signal.SIGTERM)
+        started = time.perf_counter()
+        rest = list(events)
+        assert time.perf_counter() - started < 3
+        # uvicorn stops gracefully, then re-raises the signal: the exit status says SIGTERM
+        assert server.process.wait(10) in (0, -signal.SIGTERM)
+    assert rest[-1].name == "error" and "shutting down" in rest[-1].data["message"]
+
+
+def test_each_request_leaves_one_access_log_line_with_its_timings(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve()
+    with caplog.at_level(logging.INFO, logger="rag.access"):
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            ask(client, QUESTION)
+            client.post("/v1/ask", json={"question": ""})
+        time.sleep(0.1)  # the line is written when the response has been sent
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "rag.access"]
+    assert [(r["path"], r["status"]) for r in records] == [("/v1/ask", 200), ("/v1/ask", 422)]
+    assert records[0]["timings"]["ttft_ms"] > 0 and records[0]["usage"]["completion_tokens"] > 0
+    assert records[0]["duration_ms"] >= records[0]["timings"]["total_ms"]
