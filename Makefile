@@ -13,11 +13,17 @@ install: $(STAMP)
 
 # llama-cpp-python builds from source (~7 min on 2 cores). A default build targets the build
 # machine's CPU (-march=native), and on CPUs with AMX (Sapphire Rapids) inside VMs that do not
-# enable AMX it crashes in the first decode. So it is built once for any x86-64 with AVX2, into
-# a wheelhouse outside the repository that later installs reuse.
+# enable AMX it crashes at the first token. So it is built without AMX, for AVX-512 when the CPU
+# has it (else AVX2), once, into a wheelhouse outside the repository that later installs reuse.
 LLAMA_CPP := llama-cpp-python==$(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-WHEELHOUSE ?= $(HOME)/.cache/rag/wheels-avx2
+CPU_LEVEL := $(shell grep -q avx512f /proc/cpuinfo 2>/dev/null && echo avx512 || echo avx2)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON
+ifeq ($(CPU_LEVEL),avx512)
+LLAMA_CMAKE_ARGS += -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON \
+	-DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON
+endif
+WHEELHOUSE ?= $(HOME)/.cache/rag/wheels-$(CPU_LEVEL)
 LLAMA_WHEEL := $(WHEELHOUSE)/.$(LLAMA_CPP)
 
 $(LLAMA_WHEEL):

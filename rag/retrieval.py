@@ -1,9 +1,11 @@
 """A question -> the best chunks of the index: dense (FAISS), lexical (BM25), or both fused.
 
-Hybrid fuses the two rankings by weighted reciprocal-rank fusion: score = sum of
-weight / (rrf_k + rank). The defaults (rrf_k 10, dense weight 0.7: BM25 is the stronger
-ranker on factoid questions) were chosen on half of the squad-dev-a articles and confirmed on
-the other half (see README). Optional: a minimum score and MMR re-ranking for diversity.
+Hybrid fuses the two by relative score fusion (as Weaviate does): each side's scores are
+scaled to [0, 1] over its candidates (cosine: min to max; BM25: divided by the best), and the
+fused score is 0.3 x dense + 0.7 x BM25. Against weighted reciprocal-rank fusion (the previous
+default) it ranks the answer first far more often (recall@1 0.755 -> 0.806 on half of the
+squad-dev-a articles, where the weight was chosen; 0.788 -> 0.823 on the other half), which is
+what a prompt of two sources needs. Optional: a minimum score and MMR re-ranking for diversity.
 """
 
 from __future__ import annotations
@@ -22,15 +24,14 @@ from rag.store import StoredIndex
 
 Mode = RetrievalMode
 MODES: tuple[str, ...] = get_args(Mode)
-RRF_K = 10
-DENSE_WEIGHT = 0.7
+DENSE_WEIGHT = 0.3
 MAX_TOP_K = 100
 
 
 @dataclass(frozen=True)
 class Hit:
     rank: int
-    score: float  # the mode's own score: cosine (dense), BM25, or fused RRF (hybrid)
+    score: float  # the mode's own score: cosine (dense), BM25, or the fused score (hybrid, 0-1)
     chunk: Chunk
     dense_score: float | None = None  # cosine of question and chunk, when computed
     bm25_score: float | None = None  # None: the chunk shares no term with the question
@@ -51,7 +52,6 @@ class Retriever:
         index: StoredIndex,
         embedder: Embedder,
         *,
-        rrf_k: int = RRF_K,
         dense_weight: float = DENSE_WEIGHT,
     ) -> None:
         manifest = index.manifest
@@ -63,7 +63,6 @@ class Retriever:
             )
         self.index = index
         self._embedder = embedder
-        self._rrf_k = rrf_k
         self._dense_weight = dense_weight
 
     def search(
@@ -125,11 +124,17 @@ class Retriever:
             return sorted(dense.items(), key=lambda rs: -rs[1])
         if mode == "bm25":
             return sorted(lexical.items(), key=lambda rs: -rs[1])
+        # relative score fusion: each side's scores scaled to [0, 1] within its candidates (a
+        # chunk the other side did not return counts as that side's 0), then weighted
         fused: dict[int, float] = {}
-        for weight, scores in ((self._dense_weight, dense), (1.0, lexical)):
-            ordered = sorted(scores, key=lambda row: -scores[row])
-            for rank, row in enumerate(ordered, start=1):
-                fused[row] = fused.get(row, 0.0) + weight / (self._rrf_k + rank)
+        if dense:
+            low, high = min(dense.values()), max(dense.values())
+            for row, cosine in dense.items():
+                fused[row] = self._dense_weight * (cosine - low) / ((high - low) or 1.0)
+        if lexical:
+            top = max(lexical.values()) or 1.0
+            for row, score in lexical.items():
+                fused[row] = fused.get(row, 0.0) + (1 - self._dense_weight) * score / top
         return sorted(fused.items(), key=lambda rs: -rs[1])
 
     def _mmr(

@@ -48,7 +48,13 @@ class Settings:
     embed_batch_size: int = field(default=64, metadata={"help": "texts per encoder batch"})
 
     # retrieval for answers
-    top_k: int = field(default=2, metadata={"help": "sources put in the prompt"})
+    top_k: int = field(
+        default=1,
+        metadata={
+            "help": "sources put in the prompt (the 270M default LLM answers best from one; "
+            "raise it for a bigger model)"
+        },
+    )
     prompt_sentences: int = field(
         default=2,
         metadata={
