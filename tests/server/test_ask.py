@@ -294,3 +294,17 @@ def test_each_request_leaves_one_access_log_line_with_its_timings(
     assert [(r["path"], r["status"]) for r in records] == [("/v1/ask", 200), ("/v1/ask", 422)]
     assert records[0]["timings"]["ttft_ms"] > 0 and records[0]["usage"]["completion_tokens"] > 0
     assert records[0]["duration_ms"] >= records[0]["timings"]["total_ms"]
+
+
+def test_non_ascii_text_and_line_breaks_survive_every_framing(serve: Serve) -> None:
+    reply = "Zoë 東京 🚀 line\nbreak\u2028sep"
+    server = serve(llm=MockLLM(reply=reply))
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        sse = "".join(e.data["text"] for e in ask(client, QUESTION) if e.name == "token")
+        headers = {"Accept": "application/x-ndjson"}
+        with client.stream(
+            "POST", "/v1/ask", json={"question": QUESTION}, headers=headers
+        ) as response:
+            lines = [json.loads(line) for line in response.iter_lines() if line]
+    ndjson = "".join(m["text"] for m in lines if m["type"] == "token")
+    assert sse == ndjson == reply
