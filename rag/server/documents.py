@@ -87,8 +87,8 @@ async def save(upload: UploadFile, folder: Path, limit_bytes: int) -> Path:
                     raise HTTPException(
                         413, f"{name} is larger than the upload limit of {limit_bytes} bytes"
                     )
-                out.write(block)
-        os.replace(temporary, target)
+                await run_in_threadpool(out.write, block)  # disk writes off the event loop
+        await run_in_threadpool(os.replace, temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
     return target
