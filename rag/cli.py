@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
 from rag import store
-from rag.answer import Answerer, Done, Sources, Token
+from rag.answer import Answerer, Sources, Token
 from rag.embeddings import make_embedder
 from rag.errors import RagError, UsageError
 from rag.ingestion import IngestReport, default_progress, ingest
@@ -50,7 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("interrupted (an ingest leaves the index on disk as it was)", file=sys.stderr)
+        print(
+            "interrupted (an ingest leaves the index on disk as it was; an answer stops)",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -163,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("--k", dest="top_k", type=int, default=None, help="sources in the prompt")
     ask.add_argument("--retrieval", choices=MODES, default=None, help="default hybrid")
+    ask.add_argument(
+        "--url",
+        default=None,
+        help="ask a running `rag serve` (e.g. http://127.0.0.1:8000) instead of answering "
+        "in this process; Ctrl-C stops the answer on the server too",
+    )
+    ask.add_argument("--api-key", default=None, help="Bearer key for --url (default: $RAG_API_KEY)")
     ask.set_defaults(run=run_ask)
 
     serve = commands.add_parser(
@@ -278,32 +288,43 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_ask(args: argparse.Namespace, settings: Settings) -> int:
-    embedder = make_embedder(settings)
-    retriever = Retriever(store.load(settings.index_dir), embedder)
-    answerer = Answerer(retriever, make_llm(settings), settings)
-    embedder.embed(["warm up"])  # load the model now, so the timings show the answer's own cost
-    if args.json:
-        answer, found, done = answerer.answer(args.question)
-        print(
-            json.dumps(
-                {"answer": answer, "sources": found.to_json(), **done.to_json()},
-                indent=1,
-                ensure_ascii=False,
-            )
+    if args.url:
+        from rag.client import ask_events
+
+        events = ask_events(
+            args.url,
+            args.question,
+            top_k=args.top_k,
+            retrieval=args.retrieval,
+            api_key=args.api_key or settings.api_key or None,
         )
+    else:
+        events = _local_events(args.question, settings)
+    if args.json:
+        result: dict[str, Any] = {"answer": "", "sources": []}
+        text = []
+        for name, payload in events:
+            if name == "sources":
+                result["sources"] = payload
+            elif name == "token":
+                text.append(payload["text"])
+            else:
+                result.update(payload)
+        result["answer"] = "".join(text).strip()
+        print(json.dumps(result, indent=1, ensure_ascii=False))
         return EXIT_OK
     sources: list[dict[str, Any]] = []
     started = False
     try:
-        for event in answerer.stream(args.question):
-            if isinstance(event, Sources):
-                sources = event.to_json()
-            elif isinstance(event, Token):
-                print(event.text if started else event.text.lstrip(), end="", flush=True)
+        for name, payload in events:
+            if name == "sources":
+                sources = payload
+            elif name == "token":
+                print(payload["text"], end="", flush=True)
                 started = True
             else:
                 print()
-                _print_sources_and_timings(sources, event)
+                _print_sources_and_timings(sources, payload)
     except (RagError, KeyboardInterrupt):
         if started:
             print()  # the error message goes on its own line, after the partial answer
@@ -311,17 +332,32 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _print_sources_and_timings(sources: list[dict[str, Any]], done: Done) -> None:
+def _local_events(question: str, settings: Settings) -> Iterator[tuple[str, Any]]:
+    """The pipeline in this process, as the same (name, payload) events the server sends."""
+    embedder = make_embedder(settings)
+    retriever = Retriever(store.load(settings.index_dir), embedder)
+    answerer = Answerer(retriever, make_llm(settings), settings)
+    embedder.embed(["warm up"])  # load the model now, so the timings show the answer's own cost
+    for event in answerer.stream(question):
+        if isinstance(event, Sources):
+            yield "sources", event.to_json()
+        elif isinstance(event, Token):
+            yield "token", {"text": event.text}
+        else:
+            yield "done", event.to_json()
+
+
+def _print_sources_and_timings(sources: list[dict[str, Any]], done: dict[str, Any]) -> None:
     for source in sources:
         print(
             f"[{source['number']}] {source['source']} ({source['title']}, chars "
             f"{source['start']}-{source['end']}, score {source['score']:.4f})"
         )
-    timings = done.to_json()["timings"]
+    timings = done["timings"]
     print(
         f"retrieval {timings['retrieval_ms']:.0f} ms, first token "
         f"{timings['ttft_ms'] or 0:.0f} ms, total {timings['total_ms']:.0f} ms, "
-        f"{done.completion_tokens} tokens",
+        f"{done['usage']['completion_tokens']} tokens",
         file=sys.stderr,
     )
 

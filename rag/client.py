@@ -1,0 +1,66 @@
+"""A client of a running `rag serve`: the answer's events read from `POST /v1/ask` as they
+stream (SSE, parsed by httpx-sse). Used by `rag ask --url`; closing the iterator (Ctrl-C) closes
+the connection, and the server then cancels the generation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from httpx_sse import SSEError, connect_sse
+
+from rag.errors import RagError
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+class RemoteError(RagError):
+    """The server could not be reached, refused the request, or failed while answering."""
+
+
+def ask_events(
+    url: str,
+    question: str,
+    *,
+    top_k: int | None = None,
+    retrieval: str | None = None,
+    api_key: str | None = None,
+) -> Iterator[tuple[str, Any]]:
+    """`("sources", [...])`, `("token", {"text": ...})`..., `("done", {...})` from the server
+    at `url`; a refusal, an unreachable server or an `error` event raises `RemoteError`."""
+    body: dict[str, Any] = {"question": question}
+    if top_k is not None:
+        body["top_k"] = top_k
+    if retrieval is not None:
+        body["retrieval"] = retrieval
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    endpoint = url.rstrip("/") + "/v1/ask"
+    # no read timeout: a queued question may wait, and the server pings during silences
+    timeout = httpx.Timeout(CONNECT_TIMEOUT_S, read=None)
+    try:
+        with (
+            httpx.Client(timeout=timeout) as client,
+            connect_sse(client, "POST", endpoint, json=body, headers=headers) as source,
+        ):
+            response = source.response
+            if response.status_code != 200:
+                response.read()
+                raise RemoteError(f"{url} answered {response.status_code}: {_message(response)}")
+            for event in source.iter_sse():
+                data = json.loads(event.data)
+                if event.event == "error":
+                    raise RemoteError(f"the server failed while answering: {data['message']}")
+                yield event.event, data
+    except httpx.ConnectError:
+        raise RemoteError(f"cannot reach {url}: is `rag serve` running there?") from None
+    except (httpx.HTTPError, SSEError, ValueError) as err:
+        raise RemoteError(f"the connection to {url} failed: {err}") from None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200] or response.reason_phrase

@@ -1,0 +1,86 @@
+"""`rag ask --url`: the terminal client of a running server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rag.cli import main
+from rag.llm.mock import MockLLM
+from tests.fakes import EndlessLLM
+from tests.server.conftest import Serve
+
+QUESTION = "Who won Super Bowl 50?"
+
+
+def test_the_answer_streams_to_the_terminal_then_sources_and_timings(
+    serve: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = serve()
+    assert main(["ask", QUESTION, "--url", server.url]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("According to [1], # Super Bowl 50")
+    assert "[1] docs/football.md (Super Bowl 50" in out
+    assert "first token" in err and "tokens" in err
+    assert main(["ask", QUESTION, "--url", server.url, "--json", "--k", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["answer"].startswith("According to [1]")
+    assert len(result["sources"]) == 2 and result["usage"]["completion_tokens"] > 0
+
+
+def test_failures_are_one_line_and_a_non_zero_status(
+    serve: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ask", QUESTION, "--url", "http://127.0.0.1:9"]) == 1
+    assert "cannot reach http://127.0.0.1:9" in capsys.readouterr().err
+    failing = serve(llm=MockLLM(fail_after=2))
+    assert main(["ask", QUESTION, "--url", failing.url]) == 1
+    out, err = capsys.readouterr()
+    assert out == "According to \n"  # the tokens so far, then the reason
+    assert "failed after 2 tokens" in err
+    locked = serve(api_key="k")
+    assert main(["ask", QUESTION, "--url", locked.url]) == 1
+    assert "401" in capsys.readouterr().err
+    assert main(["ask", QUESTION, "--url", locked.url, "--api-key", "k"]) == 0
+
+
+def test_ctrl_c_stops_the_answer_on_the_server(serve: Serve) -> None:
+    llm = EndlessLLM(delay_s=0.02)
+    server = serve(llm=llm)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag", "ask", QUESTION, "--url", server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 30
+    while llm.produced < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert out.startswith("t0 t1") and "interrupted" in err
+    time.sleep(0.3)
+    produced = llm.produced
+    time.sleep(0.3)
+    assert llm.produced == produced  # the server stopped generating
+    assert produced < 200
+
+
+def test_scripts_ask_is_the_same_client(serve: Serve) -> None:
+    server = serve()
+    done = subprocess.run(
+        [sys.executable, "scripts/ask.py", QUESTION, "--url", server.url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(done.stdout)["sources"][0]["source"] == "docs/football.md"
