@@ -24,7 +24,7 @@ from rag import __version__
 from rag.embeddings import Embedder
 from rag.errors import DocumentError, IndexError_, RagError, UsageError
 from rag.llm import LLM, LLMError
-from rag.server import ask, chat, documents, health, websocket
+from rag.server import ask, chat, documents, health, page, websocket
 from rag.server.pool import Busy, GenerationTimeout
 from rag.server.security import AccessLog, ApiKeyGuard, BodyLimit
 from rag.server.service import NotReady, Service
@@ -60,7 +60,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    for module in (health, ask, chat, documents, websocket):
+    for module in (health, page, ask, chat, documents, websocket):
         app.include_router(module.router)
     add_error_handlers(app)
     # outermost last: access log -> CORS -> API key -> body limit -> routes

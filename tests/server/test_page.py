@@ -1,0 +1,116 @@
+"""The web page in a real browser (Debian's chromium driven by Playwright) against a live
+server: the answer grows token by token, sources render, Stop cancels on the server, errors
+are shown."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from rag.llm.mock import MockLLM
+from tests.fakes import EndlessLLM
+from tests.server.conftest import Serve
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs chromium (apt-get install chromium; .ci/run installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 700})
+    yield context.new_page()
+    context.close()
+
+
+def ask(page: Page, url: str, question: str) -> None:
+    page.goto(url + "/")
+    page.fill("#question", question)
+    page.press("#question", "Enter")
+
+
+def test_the_answer_grows_token_by_token_with_its_sources(
+    serve: Serve, page: Page, tmp_path: Path
+) -> None:
+    server = serve(llm=MockLLM(delay_s=0.06))
+    ask(page, server.url, "Who won Super Bowl 50?")
+    states: list[str] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = page.inner_text("#answer")
+        if not states or text != states[-1]:
+            states.append(text)
+        if page.inner_text("#timings").startswith("retrieval"):
+            break
+        time.sleep(0.02)
+    final = page.inner_text("#answer")
+    assert final.startswith("According to [1], # Super Bowl 50")
+    partial = [s for s in states if s and s != final]
+    assert len(partial) >= 5  # several distinct partial states, not one jump
+    assert all(b.startswith(a) for a, b in pairwise(partial))
+    assert page.locator("#sources li").count() >= 1
+    assert "docs/football.md" in page.inner_text("#sources")
+    assert "first token" in page.inner_text("#timings")
+    assert page.get_attribute("a.cite", "href") == "#source-1"
+    page.screenshot(path=str(tmp_path / "page.png"))
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_stop_cancels_the_generation_on_the_server(serve: Serve, page: Page) -> None:
+    llm = EndlessLLM(delay_s=0.03)
+    server = serve(llm=llm)
+    ask(page, server.url, "Who won Super Bowl 50?")
+    page.wait_for_function("document.querySelector('#answer').innerText.length > 10")
+    page.click("#stop")
+    page.wait_for_function("document.querySelector('#timings').innerText.includes('stopped')")
+    time.sleep(0.3)
+    produced = llm.produced
+    time.sleep(0.3)
+    assert llm.produced == produced  # the server saw the disconnect and stopped
+    assert page.is_enabled("#go") and not page.is_enabled("#stop")
+
+
+def test_server_errors_are_shown_as_messages(serve: Serve, page: Page, tmp_path: Path) -> None:
+    missing = serve(index_dir=tmp_path / "no-index")
+    ask(page, missing.url, "Who won?")
+    page.wait_for_selector("#error.shown")
+    assert "rag ingest" in page.inner_text("#error")
+    failing = serve(llm=MockLLM(fail_after=2))
+    ask(page, failing.url, "Who won?")
+    page.wait_for_selector("#error.shown")
+    assert "failed after 2 tokens" in page.inner_text("#error")
+    assert page.inner_text("#answer").startswith("According to")
+
+
+def test_the_page_fits_a_phone_screen(serve: Serve, browser: Browser) -> None:
+    server = serve()
+    context = browser.new_context(viewport={"width": 375, "height": 700}, is_mobile=True)
+    phone = context.new_page()
+    ask(phone, server.url, "Who won Super Bowl 50?")
+    phone.wait_for_function("document.querySelector('#timings').innerText.length > 0")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    context.close()
+    assert width <= 375  # no sideways scrolling
