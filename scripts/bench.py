@@ -72,6 +72,8 @@ def render(results: dict[str, Any]) -> str:
         "Written by `python scripts/bench.py`; every figure comes from the run that wrote it.",
         "",
     ]
+    if "transports" in results.get("streaming", {}):  # the comparison that motivates streaming
+        parts.append(bench_streaming.render_transports(results["streaming"]["transports"]))
     if "ingestion" in results:
         parts.append(bench_ingestion.render(results["ingestion"]))
     if "scale" in results:

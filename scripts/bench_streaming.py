@@ -238,6 +238,54 @@ async def llamacpp_clients(url: str, clients: int) -> dict[str, Any]:
     }
 
 
+async def first_word_json(client: httpx.AsyncClient, question: str) -> tuple[float, float]:
+    """`stream: false`: the user sees the first word when the whole answer has arrived."""
+    sent = time.perf_counter()
+    response = await client.post("/v1/ask", json={"question": question, "stream": False})
+    response.raise_for_status()
+    total = 1000 * (time.perf_counter() - sent)
+    return total, total
+
+
+async def first_word_sse(client: httpx.AsyncClient, question: str) -> tuple[float, float]:
+    result = await one_stream(client, question)
+    return result["first_token_ms"], result["total_ms"]
+
+
+async def first_word_ws(url: str, question: str) -> tuple[float, float]:
+    from websockets.asyncio.client import connect
+
+    sent = time.perf_counter()
+    first = None
+    async with connect(url.replace("http", "ws", 1) + "/v1/ws") as ws:
+        await ws.send(json.dumps({"question": question}))
+        while True:
+            message = json.loads(await ws.recv())
+            if message["type"] == "token" and first is None:
+                first = 1000 * (time.perf_counter() - sent)
+            if message["type"] in {"done", "error"}:
+                return first or 0.0, 1000 * (time.perf_counter() - sent)
+
+
+async def transports(url: str, questions: list[str]) -> dict[str, Any]:
+    """REST (one JSON) vs SSE vs WebSocket, same questions in turn: when the user sees the
+    first word, and the whole answer."""
+    seen: dict[str, list[tuple[float, float]]] = {"json": [], "sse": [], "websocket": []}
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        await first_word_sse(client, questions[0])  # warm the caches
+        for question in questions:
+            seen["json"].append(await first_word_json(client, question))
+            seen["sse"].append(await first_word_sse(client, question))
+            seen["websocket"].append(await first_word_ws(url, question))
+    return {
+        name: {
+            "first_word_ms": summary([f for f, _ in pairs]),
+            "whole_answer_ms": summary([t for _, t in pairs]),
+        }
+        for name, pairs in seen.items()
+    }
+
+
 def build_index(corpus: Path, index: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "rag", "ingest", str(corpus), "--index", str(index), "--quiet"],
@@ -262,8 +310,28 @@ def run(quick: bool = False) -> dict[str, Any]:
         if not quick:
             with server(index, "llamacpp", RAG_MAX_GENERATIONS="1") as url:
                 result["llamacpp"] = asyncio.run(llamacpp_clients(url, 4))
+                result["transports"] = asyncio.run(transports(url, QUESTIONS))
     result["machine"] = {"cpus": os.cpu_count()}
     return result
+
+
+def render_transports(t: dict[str, Any]) -> str:
+    lines = [
+        "## REST vs SSE vs WebSocket: when does the user see the first word?",
+        "",
+        f"llama.cpp (Gemma 3 270M) on 2 cores, the same {t['sse']['first_word_ms']['n']} "
+        "questions through each transport in turn (ms; p50 and max over the questions):",
+        "",
+        "| transport | first word p50 | first word max | whole answer p50 | whole answer max |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    names = {"json": "REST, `stream: false`", "sse": "SSE", "websocket": "WebSocket"}
+    for key, label in names.items():
+        first, whole = t[key]["first_word_ms"], t[key]["whole_answer_ms"]
+        lines.append(
+            f"| {label} | {first['p50']} | {first['max']} | {whole['p50']} | {whole['max']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def render(r: dict[str, Any]) -> str:
