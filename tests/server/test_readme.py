@@ -145,3 +145,12 @@ def test_make_run_ingests_and_serves(tmp_path: Path) -> None:
     assert answer["answer"] and answer["usage"]["completion_tokens"] > 0
     assert "Ask your documents" in page.text
     assert (index / "CURRENT").is_file()
+
+
+def test_the_settings_table_names_every_setting() -> None:
+    import dataclasses
+
+    table = README[README.index("## Settings") : README.index("## Speed")]
+    for field in dataclasses.fields(Settings):
+        variable = f"`RAG_{field.name.upper()}`"
+        assert variable in table, variable
