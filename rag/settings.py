@@ -56,7 +56,7 @@ class Settings:
         },
     )
     prompt_sentences: int = field(
-        default=2,
+        default=3,
         metadata={
             "help": "sentences of each source shown to the LLM, those that best match the "
             "question (0: the whole chunk)"
