@@ -291,6 +291,14 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
     if args.url:
         from rag.client import ask_events
 
+        local_only = [f"--{n}" for n in ("llm", "index", "model") if getattr(args, n, None)]
+        if local_only:
+            print(
+                f"note: {', '.join(local_only)} only apply without --url; the server at "
+                f"{args.url} answers with its own settings",
+                file=sys.stderr,
+            )
+
         events = ask_events(
             args.url,
             args.question,

@@ -84,3 +84,11 @@ def test_scripts_ask_is_the_same_client(serve: Serve) -> None:
         check=True,
     )
     assert json.loads(done.stdout)["sources"][0]["source"] == "docs/football.md"
+
+
+def test_local_only_flags_with_url_are_pointed_out(
+    serve: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = serve()
+    assert main(["ask", QUESTION, "--url", server.url, "--llm", "extractive"]) == 0
+    assert "--llm only apply without --url" in capsys.readouterr().err
