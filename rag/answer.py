@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rag.llm import LLM
 from rag.prompt import Prompt, build_prompt, cite
@@ -22,6 +22,7 @@ ANSWER_MARGIN_TOKENS = 8  # slack for tokenizer differences between our count an
 
 @dataclass(frozen=True)
 class Sources:
+    kind: ClassVar[str] = "sources"  # the event's name on every wire (SSE, NDJSON, WebSocket)
     hits: tuple[Hit, ...]
 
     def to_json(self) -> list[dict[str, Any]]:
@@ -33,11 +34,16 @@ class Sources:
 
 @dataclass(frozen=True)
 class Token:
+    kind: ClassVar[str] = "token"
     text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text}
 
 
 @dataclass(frozen=True)
 class Done:
+    kind: ClassVar[str] = "done"
     prompt_tokens: int
     completion_tokens: int
     retrieval_ms: float

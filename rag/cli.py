@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from rag import store
-from rag.answer import Answerer, Sources, Token
+from rag.answer import Answerer
 from rag.embeddings import make_embedder
 from rag.errors import RagError, UsageError
 from rag.ingestion import IngestReport, default_progress, ingest
@@ -347,12 +347,7 @@ def _local_events(question: str, settings: Settings) -> Iterator[tuple[str, Any]
     answerer = Answerer(retriever, make_llm(settings), settings)
     embedder.embed(["warm up"])  # load the model now, so the timings show the answer's own cost
     for event in answerer.stream(question):
-        if isinstance(event, Sources):
-            yield "sources", event.to_json()
-        elif isinstance(event, Token):
-            yield "token", {"text": event.text}
-        else:
-            yield "done", event.to_json()
+        yield event.kind, event.to_json()
 
 
 def _print_sources_and_timings(sources: list[dict[str, Any]], done: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from rag.answer import Prepared, Token
+from rag.answer import Prepared, Sources, Token
 from rag.errors import RagError
 from rag.server.pool import Ticket
 from rag.server.service import Service
@@ -39,19 +39,19 @@ async def answer_stream(
     stopping = asyncio.create_task(_cancel_on(shutdown, cancel)) if shutdown else None
     entered = False
     try:
-        yield "sources", prepared.sources.to_json()
+        yield Sources.kind, prepared.sources.to_json()
         produce = partial(service.generate, prepared)
         entered = True
         async for event in service.pool.stream(ticket, produce, cancel):
             if isinstance(event, Token):
-                yield "token", {"text": event.text}
+                yield event.kind, event.to_json()
             elif shutdown is not None and shutdown.is_set():
                 yield "error", {"message": SHUTTING_DOWN}
             else:
                 done = event.to_json()
                 if timings is not None:
                     timings.update(done)
-                yield "done", done
+                yield event.kind, done
     except RagError as err:
         yield "error", {"message": str(err)}
     except Exception:

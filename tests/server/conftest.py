@@ -26,6 +26,17 @@ def indexed(corpus: Path, settings: Settings, tmp_path: Path) -> Settings:
     return settings.replace(min_score=0.0, llm="mock", upload_dir=tmp_path / "uploads")
 
 
+def process_env(settings: Settings, **more: str) -> dict[str, str]:
+    """`RAG_*` variables for a `rag serve` process over the `indexed` corpus."""
+    return {
+        "RAG_INDEX_DIR": str(settings.index_dir),
+        "RAG_EMBEDDING_MODEL": "hashing",
+        "RAG_MIN_SCORE": "0",
+        "RAG_LLM": "mock",
+        **more,
+    }
+
+
 @pytest.fixture
 def serve(indexed: Settings) -> Iterator[Serve]:
     """`serve(llm=..., **settings)` starts a live server; all stop at the end of the test."""

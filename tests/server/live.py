@@ -76,6 +76,14 @@ def sse_events(response: httpx.Response) -> Iterator[Received]:
             data.append(line[5:].removeprefix(" "))
 
 
+def ask_ndjson(client: httpx.Client, question: str) -> list[dict[str, Any]]:
+    """The messages of one /v1/ask answered as NDJSON (`Accept: application/x-ndjson`)."""
+    headers = {"Accept": "application/x-ndjson"}
+    with client.stream("POST", "/v1/ask", json={"question": question}, headers=headers) as r:
+        assert r.headers["content-type"].startswith("application/x-ndjson")
+        return [json.loads(line) for line in r.iter_lines() if line]
+
+
 def ask(client: httpx.Client, question: str, **body: Any) -> list[Received]:
     with client.stream("POST", "/v1/ask", json={"question": question, **body}) as response:
         assert response.status_code == 200, response.read()

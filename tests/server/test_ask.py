@@ -15,8 +15,8 @@ import pytest
 from rag.llm.mock import MockLLM
 from rag.settings import Settings
 from tests.fakes import EndlessLLM, GatedLLM
-from tests.server.conftest import Serve
-from tests.server.live import ServerProcess, ask, sse_events
+from tests.server.conftest import Serve, process_env
+from tests.server.live import ServerProcess, ask, ask_ndjson, sse_events
 
 QUESTION = "Who won Super Bowl 50?"
 
@@ -69,12 +69,7 @@ def test_ndjson_and_plain_json_carry_the_same_answer(serve: Serve) -> None:
     server = serve()
     with httpx.Client(base_url=server.url, timeout=10) as client:
         sse = "".join(e.data["text"] for e in ask(client, QUESTION) if e.name == "token")
-        headers = {"Accept": "application/x-ndjson"}
-        with client.stream(
-            "POST", "/v1/ask", json={"question": QUESTION}, headers=headers
-        ) as response:
-            assert response.headers["content-type"].startswith("application/x-ndjson")
-            lines = [json.loads(line) for line in response.iter_lines() if line]
+        lines = ask_ndjson(client, QUESTION)
         whole = client.post("/v1/ask", json={"question": QUESTION, "stream": False}).json()
     assert [m["type"] for m in lines][:2] == ["sources", "token"]
     assert lines[-1]["type"] == "done" and "timings" in lines[-1]
@@ -258,13 +253,7 @@ def test_a_silent_stream_is_kept_alive_with_ping_comments(serve: Serve) -> None:
 
 
 def test_a_server_stopping_ends_open_streams_with_an_error_event(indexed: Settings) -> None:
-    env = {
-        "RAG_INDEX_DIR": str(indexed.index_dir),
-        "RAG_EMBEDDING_MODEL": "hashing",
-        "RAG_MIN_SCORE": "0",
-        "RAG_LLM": "mock",
-        "RAG_MOCK_TOKEN_DELAY_MS": "500",
-    }
+    env = process_env(indexed, RAG_MOCK_TOKEN_DELAY_MS="500")
     with (
         ServerProcess(env) as server,
         httpx.Client(base_url=server.url, timeout=10) as client,
@@ -301,10 +290,6 @@ def test_non_ascii_text_and_line_breaks_survive_every_framing(serve: Serve) -> N
     server = serve(llm=MockLLM(reply=reply))
     with httpx.Client(base_url=server.url, timeout=10) as client:
         sse = "".join(e.data["text"] for e in ask(client, QUESTION) if e.name == "token")
-        headers = {"Accept": "application/x-ndjson"}
-        with client.stream(
-            "POST", "/v1/ask", json={"question": QUESTION}, headers=headers
-        ) as response:
-            lines = [json.loads(line) for line in response.iter_lines() if line]
+        lines = ask_ndjson(client, QUESTION)
     ndjson = "".join(m["text"] for m in lines if m["type"] == "token")
     assert sse == ndjson == reply

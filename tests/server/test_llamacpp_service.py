@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from rag.settings import Settings
+from tests.server.conftest import process_env
 from tests.server.live import Received, ServerProcess, ask
 
 QUESTIONS = [
@@ -23,13 +24,7 @@ QUESTIONS = [
 
 @pytest.mark.slow
 def test_four_clients_at_once_each_stream_and_health_stays_fast(indexed: Settings) -> None:
-    env = {
-        "RAG_INDEX_DIR": str(indexed.index_dir),
-        "RAG_EMBEDDING_MODEL": "hashing",
-        "RAG_MIN_SCORE": "0",
-        "RAG_LLM": "llamacpp",
-        "RAG_MAX_GENERATIONS": "1",
-    }
+    env = process_env(indexed, RAG_LLM="llamacpp", RAG_MAX_GENERATIONS="1")
     with ServerProcess(env) as server:
         check_four_clients(server.url)
 

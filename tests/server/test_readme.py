@@ -17,7 +17,7 @@ import pytest
 
 from rag.settings import Settings
 from tests.pdfs import text_pdf
-from tests.server.conftest import Serve
+from tests.server.conftest import Serve, process_env
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -62,11 +62,7 @@ def test_every_shell_command_in_the_readme_runs(
         **os.environ,
         "HOME": str(home),
         "HF_HUB_OFFLINE": "1",
-        "RAG_INDEX_DIR": str(indexed.index_dir),
-        "RAG_EMBEDDING_MODEL": "hashing",
-        "RAG_LLM": "mock",
-        "RAG_MIN_SCORE": "0",
-        "RAG_MOCK_TOKEN_DELAY_MS": "0",
+        **process_env(indexed, RAG_MOCK_TOKEN_DELAY_MS="0"),
     }
     ran = 0
     for command in commands():
