@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rag", description="Ingest documents into a local index and search it."
+        prog="rag",
+        description="Ingest documents into a local index, search it, ask it (streamed answers "
+        "with sources) and serve it over HTTP.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -19,10 +19,10 @@ from rag.sentences import WORD, SentenceScorer
 
 INSTRUCTIONS = "Answer each question with a short phrase copied from the sources."
 
-# Short answers copied from longer passages, in prompts shaped like the real ones (two sources,
-# the answer in either): what a 270M base model imitates best. Examples that also cited "[1]"
-# did worse (token F1 0.23 against 0.30 on 40 squad-dev-a questions), so citations are added
-# after generation instead, see `cite`.
+# Short answers copied from longer passages, with two sources (the answer in either): what a
+# 270M base model imitated best when prompts had two sources; they were not re-tuned when the
+# default became one source. Examples that also cited "[1]" did worse (token F1 0.23 against
+# 0.30 on 40 squad-dev-a questions), so citations are added after generation, see `cite`.
 EXAMPLES = (
     "Sources:\n"
     "[1] Eiffel Tower: The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in "

@@ -5,7 +5,8 @@ scaled to [0, 1] over its candidates (cosine: min to max; BM25: divided by the b
 fused score is 0.3 x dense + 0.7 x BM25. Against weighted reciprocal-rank fusion (the previous
 default) it ranks the answer first far more often (recall@1 0.755 -> 0.806 on half of the
 squad-dev-a articles, where the weight was chosen; 0.788 -> 0.823 on the other half), which is
-what a prompt of two sources needs. Optional: a minimum score and MMR re-ranking for diversity.
+what a prompt of one or two sources needs. Optional: a minimum score and MMR re-ranking for
+diversity.
 """
 
 from __future__ import annotations
