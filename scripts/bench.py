@@ -1,13 +1,14 @@
 """Benchmarks, reported as ratios to a reference measured in the same run (machines are noisy).
 
-    python scripts/bench.py [--quick] [--only ingestion|scale|streaming] [--out DIR]
+    python scripts/bench.py [--quick] [--only ingestion|scale|streaming|reliability] [--out DIR]
 
 Sections: `ingestion` (ours vs the bare encoder vs a plain LangChain pipeline, and re-ingest),
-`scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks) and `streaming` (a live server: time
-to sources and first token, inter-token gaps, concurrent clients, llama.cpp). Writes
+`scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks), `streaming` (a live server: time
+to sources and first token, inter-token gaps, concurrent clients, llama.cpp) and
+`reliability` (soak, burst, random disconnects, the burst again through `hey`). Writes
 DIR/results.json and DIR/RESULTS.md (default: benchmarks/); with --only, the other sections
 already in results.json are kept. --quick (a few minutes) runs 3 articles, 10k chunks and a
-short streaming run with the mock LLM, for the test suite.
+short streaming run with the mock LLM and a tenth of the reliability run, for the test suite.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_ingestion  # noqa: E402
+import bench_reliability  # noqa: E402
 import bench_scale  # noqa: E402
 import bench_streaming  # noqa: E402
 
 ROOT = HERE.parent
 DEFAULT_DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
-SECTIONS = ("ingestion", "scale", "streaming")
+SECTIONS = ("ingestion", "scale", "streaming", "reliability")
 
 
 def main() -> None:
@@ -59,6 +61,8 @@ def main() -> None:
         results["scale"] = bench_scale.run(sizes, questions)
     if "streaming" in wanted:
         results["streaming"] = bench_streaming.run(quick=args.quick)
+    if "reliability" in wanted:
+        results["reliability"] = bench_reliability.run(quick=args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "RESULTS.md").write_text(render(results))
@@ -80,6 +84,8 @@ def render(results: dict[str, Any]) -> str:
         parts.append(bench_scale.render(results["scale"]))
     if "streaming" in results:
         parts.append(bench_streaming.render(results["streaming"]))
+    if "reliability" in results:
+        parts.append(bench_reliability.render(results["reliability"]))
     return "\n".join(parts)
 
 

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Live:
+    url: str
+    pid: int
+
+
 @contextmanager
-def server(index: Path, llm: str, **env: str) -> Iterator[str]:
+def server(index: Path, llm: str, **env: str) -> Iterator[Live]:
     port = free_port()
     environ = {
         **os.environ,
@@ -99,7 +106,7 @@ def server(index: Path, llm: str, **env: str) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not become ready")
             time.sleep(0.1)
-        yield url
+        yield Live(url, process.pid)
     finally:
         process.terminate()
         process.wait(30)
@@ -305,14 +312,16 @@ def run(quick: bool = False) -> dict[str, Any]:
         index = Path(tmp) / "index"
         build_index(ROOT / "data", index)
         levels = [1, 8] if quick else [1, 8, 32, 64]
-        with server(index, "mock", RAG_MAX_GENERATIONS="64", RAG_MAX_QUEUE="256") as url:
+        with server(index, "mock", RAG_MAX_GENERATIONS="64", RAG_MAX_QUEUE="256") as live:
+            url = live.url
             result: dict[str, Any] = {
                 "mock_delay_ms": DELAY_MS,
                 "sequential": asyncio.run(sequential(url, 10 if quick else 100)),
                 "concurrent": [asyncio.run(concurrent(url, c)) for c in levels],
             }
         if not quick:
-            with server(index, "llamacpp", RAG_MAX_GENERATIONS="1") as url:
+            with server(index, "llamacpp", RAG_MAX_GENERATIONS="1") as live:
+                url = live.url
                 result["llamacpp"] = asyncio.run(llamacpp_clients(url, 4))
                 result["transports"] = asyncio.run(transports(url, QUESTIONS))
     result["machine"] = {"cpus": os.cpu_count()}

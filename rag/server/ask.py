@@ -29,7 +29,8 @@ NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SHUTDOWN_GRACE_S = 2.0
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
+    # async: FastAPI would run a plain function in its thread pool, a thread hop per request
     service: Service = request.app.state.service
     return service
 

@@ -1,8 +1,11 @@
 """`/healthz` (the process answers) and `/readyz` (the index is loaded and the LLM is ready;
-503 with the reason otherwise). Both are public, even with an API key, for load balancers."""
+503 with the reason otherwise; with the generations running and waiting, and the process's
+thread and asyncio task counts). Both are public, even with an API key, for load balancers."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 from fastapi import APIRouter
@@ -28,6 +31,9 @@ async def readyz(service: ServiceDep) -> JSONResponse:
         "llm": service.llm.name if service.llm is not None else None,
         "running": service.pool.running,
         "waiting": service.pool.waiting,
+        # for operators and the load tests: both return to their idle level after a burst
+        "threads": threading.active_count(),
+        "tasks": len(asyncio.all_tasks()),
     }
     if reason is not None:
         body["error"] = {"message": reason, "type": "not_ready"}
