@@ -35,6 +35,7 @@ class OpenAICompatibleLLM:
             max_retries=0,
         )
         self.base_url = base_url
+        self.timeout_s = timeout_s
         self.model = model
         self.name = f"openai:{model}"
         self.temperature = temperature
@@ -67,8 +68,10 @@ class OpenAICompatibleLLM:
                 temperature=self.temperature,
                 max_tokens=self.max_tokens,
             )
+            chunks = 0
             with response:
                 for chunk in response:
+                    chunks += 1
                     if cancel is not None and cancel.is_set():
                         return
                     if not chunk.choices:
@@ -76,6 +79,15 @@ class OpenAICompatibleLLM:
                     text = chunk.choices[0].delta.content
                     if text:
                         yield text
+            if chunks == 0:  # e.g. a web page where the API should be
+                raise LLMError(
+                    f"the LLM server at {self.base_url} sent no completion chunks: is it an "
+                    "OpenAI-compatible server (RAG_OPENAI_BASE_URL usually ends in /v1)?"
+                )
+        except self._openai.APITimeoutError:
+            raise LLMError(
+                f"the LLM server at {self.base_url} did not answer within {self.timeout_s:g} s"
+            ) from None
         except self._openai.APIError as err:
             raise LLMError(f"the LLM server at {self.base_url} failed: {_describe(err)}") from None
         except (ValueError, KeyError, AttributeError, TypeError) as err:
