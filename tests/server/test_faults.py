@@ -162,8 +162,8 @@ def test_an_upload_while_answers_stream_is_searchable_atomically(serve: Serve) -
         client.stream("POST", "/v1/ask", json={"question": QUESTION}) as long_answer,
     ):
         readers = [threading.Thread(target=query, args=(n,)) for n in range(3)]
-        for reader in readers:
-            reader.start()
+        for thread in readers:
+            thread.start()
         time.sleep(0.3)
         files = [("files", ("quokkas.md", f"# Quokkas\n\n{new_text}".encode()))]
         uploaded = client.post("/v1/documents", files=files)
@@ -171,8 +171,8 @@ def test_an_upload_while_answers_stream_is_searchable_atomically(serve: Serve) -
         after = client.post("/v1/ask", json={"question": "Who smiles at visitors?"})
         time.sleep(0.3)
         stop.set()
-        for reader in readers:
-            reader.join(30)
+        for thread in readers:
+            thread.join(30)
         streamed = long_answer.read().decode()
     assert "event: done" in streamed  # the answer that was streaming went on to its end
     assert "uploads/quokkas.md" in after.text  # searchable when the upload call returned
