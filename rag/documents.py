@@ -54,6 +54,11 @@ class Discovery:
     folders: list[Path]  # absolute folder arguments, whose vanished files are pruned
 
 
+OUTSIDE = (
+    "a symbolic link to a file outside the folder: not followed (give the file itself to ingest it)"
+)
+
+
 def discover(paths: Iterable[Path]) -> Discovery:
     """Expand files and folders (recursively, hidden entries skipped) into candidates."""
     found = Discovery([], [], [], [])
@@ -71,6 +76,9 @@ def discover(paths: Iterable[Path]) -> Discovery:
                     continue
                 if file.suffix.lower() not in SUPPORTED_SUFFIXES:
                     found.ignored.append(Skipped(str(file), _unsupported(file)))
+                    continue
+                if not file.resolve().is_relative_to(root):
+                    found.skipped.append(Skipped(str(file), OUTSIDE))
                     continue
                 seen.add(file)
                 source = (Path(root.name) / relative).as_posix()
@@ -153,7 +161,7 @@ def _read_html(html: str) -> tuple[str, str]:
 
 def _read_pdf(data: bytes) -> tuple[str, str]:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
     # pypdf logs its repairs of damaged files; the one-line reason we raise is what users need
     logging.getLogger("pypdf").setLevel(logging.CRITICAL)
@@ -165,6 +173,10 @@ def _read_pdf(data: bytes) -> tuple[str, str]:
         meta_title = reader.metadata.title if reader.metadata else None
     except DocumentError:
         raise
+    except LimitReachedError:
+        raise DocumentError(
+            "a compressed stream in the PDF inflates past pypdf's safety limit (a zip bomb?)"
+        ) from None
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as err:
         raise DocumentError(f"unreadable PDF ({type(err).__name__}: {err})") from None
     text = "\n\n".join(p.strip() for p in pages if p.strip())

@@ -56,8 +56,10 @@ class Prompt:
 
 
 def render_sources(hits: Sequence[Hit]) -> str:
+    """One line per source, `[n] title: text`: line breaks inside a document are flattened, so
+    a document cannot start a line of its own in the prompt (a fake `Question:` or `Answer:`)."""
     return "\n".join(
-        f"[{number}] {hit.chunk.title}: {' '.join(hit.chunk.text.split())}"
+        f"[{number}] {' '.join(hit.chunk.title.split())}: {' '.join(hit.chunk.text.split())}"
         for number, hit in enumerate(hits, start=1)
     )
 

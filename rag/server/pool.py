@@ -75,14 +75,21 @@ class GenerationPool:
     def waiting(self) -> int:
         return max(0, self._admitted - self._running)
 
+    @property
+    def full(self) -> bool:
+        return self._admitted >= self.slots + self.queue
+
+    def busy(self) -> Busy:
+        return Busy(
+            f"the service is busy: {self._running} answers generating and "
+            f"{self.waiting} waiting (the limit is {self.slots} + {self.queue}); retry later",
+            self.retry_after_s(),
+        )
+
     def admit(self) -> Ticket:
         """A ticket, or `Busy` at once when `slots + queue` requests are already in."""
-        if self._admitted >= self.slots + self.queue:
-            raise Busy(
-                f"the service is busy: {self._running} answers generating and "
-                f"{self.waiting} waiting (the limit is {self.slots} + {self.queue}); retry later",
-                self.retry_after_s(),
-            )
+        if self.full:
+            raise self.busy()
         self._admitted += 1
         return Ticket(self)
 

@@ -111,6 +111,11 @@ class BodyLimit:
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:  # the app turned the cut-off body into its own error: say what it was
+                if not started and message["type"] == "http.response.start":
+                    started = True
+                    await _refuse(send, limit)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

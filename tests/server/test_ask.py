@@ -107,7 +107,7 @@ def test_invalid_requests_get_a_422_with_a_message(serve: Serve, body: object, n
     [
         (b"{not json", "application/json", 422),
         (b"\xff\xfe\xfa", "application/json", 400),
-        (b"question=hi", "application/x-www-form-urlencoded", 422),
+        (b"question=hi", "application/x-www-form-urlencoded", 415),
         (b'{"question": "' + b"x" * 2_000_000 + b'"}', "application/json", 413),
     ],
 )

@@ -49,14 +49,17 @@ def test_hey_reproduces_the_burst_and_refusals_are_fast(indexed: Settings) -> No
     limits = {"RAG_MAX_GENERATIONS": "4", "RAG_MAX_QUEUE": "32"}
     env = process_env(indexed, RAG_MOCK_TOKEN_DELAY_MS="20", **limits)
     with ServerProcess(env) as server:
-        result = bench_reliability.hey(server.url)
-    statuses = result["statuses"]
-    assert set(statuses) == {"200", "429"}, statuses
-    assert statuses["200"]["n"] == 36  # all arrive at once: 4 slots + 32 queue places
-    assert statuses["200"]["n"] + statuses["429"]["n"] == 200
-    # 200 requests arrive within a few ms on 2 cores shared with hey: the last refusal waits
-    # for the ones before it. The median is the service's answer time; the max is reported.
-    assert statuses["429"]["p50_ms"] < 100, statuses
+        result = bench_reliability.hey(server.url, runs=2)
+    for statuses in result["runs"]:
+        assert set(statuses) == {"200", "429"}, statuses
+        assert statuses["200"]["n"] == 36  # all arrive at once: 4 slots + 32 queue places
+        assert statuses["200"]["n"] + statuses["429"]["n"] == 200
+    # 200 requests arrive within a few ms on 2 cores shared with hey, and the last refusal
+    # waits for those before it. The first burst after start-up also starts threads; the
+    # figures of both runs are in RESULTS.md.
+    cold, warm = (statuses["429"] for statuses in result["runs"])
+    assert warm["p50_ms"] < 100 and warm["max_ms"] < 250, result
+    assert cold["max_ms"] < 500, result
 
 
 def test_clients_leaving_at_random_points_leave_no_thread_task_or_slot_behind(

@@ -1,0 +1,181 @@
+"""Hostile input: bodies built to hurt the parser or the memory, and uploads built to escape
+the upload folder or to explode when read. Each gets a quick 4xx with a message."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag.settings import Settings
+from tests.pdfs import bomb_pdf
+from tests.server.conftest import Serve, process_env
+from tests.server.live import ServerProcess
+
+MB = 1 << 20
+JSON = "application/json"
+
+HOSTILE: dict[str, tuple[bytes, str, int, str]] = {  # name: body, content type, status, message
+    "a question of 1 MB": (b'{"question": "' + b"a" * MB + b'"}', JSON, 413, "larger than"),
+    "a question of 900 kB (a body under the limit)": (
+        json.dumps({"question": "a" * 900_000}).encode(),
+        JSON,
+        422,
+        "at most",
+    ),
+    "top_k of 10^9": (b'{"question": "hi", "top_k": 1000000000}', JSON, 422, "top_k"),
+    "top_k of 1e309": (b'{"question": "hi", "top_k": 1e309}', JSON, 422, "finite"),
+    "JSON nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, JSON, 400, "not valid JSON"),
+    "a question nested 50,000 deep": (
+        b'{"question": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        JSON,
+        400,
+        "not valid JSON",
+    ),
+    "invalid UTF-8": (b'{"question": "caf\xff\xfe"}', JSON, 400, "not valid JSON"),
+    "a lone surrogate": (b'{"question": "\\ud800"}', JSON, 422, "question"),
+    "a NUL in the question": (b'{"question": "a\\u0000b"}', JSON, 422, "NUL"),
+    "text/plain": (b'{"question": "hi"}', "text/plain", 415, "application/json"),
+    "a form (curl -d without -H)": (
+        b'{"question": "hi"}',
+        "application/x-www-form-urlencoded",
+        415,
+        "application/json",
+    ),
+    "XML": (b"<question>hi</question>", "application/xml", 415, "application/json"),
+    "an unknown field": (b'{"question": "hi", "evil": true}', JSON, 422, "evil"),
+}
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]) / 1024
+
+
+@pytest.fixture
+def server_process(indexed: Settings) -> Iterator[ServerProcess]:
+    with ServerProcess(process_env(indexed)) as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_hostile_bodies_get_a_quick_4xx_and_memory_stays_bounded(
+    server_process: ServerProcess,
+) -> None:
+    pid = server_process.process.pid
+    with httpx.Client(base_url=server_process.url, timeout=30) as client:
+        for name, (body, kind, status, needle) in HOSTILE.items():  # once, checking each
+            started = time.perf_counter()
+            response = client.post("/v1/ask", content=body, headers={"content-type": kind})
+            elapsed = time.perf_counter() - started
+            assert response.status_code == status, (name, response.text[:300])
+            assert needle in response.json()["error"]["message"], (name, response.text[:300])
+            assert elapsed < 1.0, (name, elapsed)
+        chunked = client.post(  # no Content-Length: the limit applies as the body streams in
+            "/v1/ask", content=iter([b'{"question": "'] + [b"a" * MB] * 2 + [b'"}'])
+        )
+        assert chunked.status_code == 413 and "larger than" in chunked.json()["error"]["message"]
+        before = rss_mb(pid)
+        for _ in range(10):  # then again and again: no memory kept per request
+            for body, kind, _, _ in HOSTILE.values():
+                client.post("/v1/ask", content=body, headers={"content-type": kind})
+        assert rss_mb(pid) - before < 50
+        assert client.get("/readyz").status_code == 200
+
+
+def test_a_symlink_in_the_upload_folder_is_replaced_not_written_through(
+    serve: Serve, tmp_path: Path
+) -> None:
+    server = serve()
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    outside = tmp_path / "precious.md"
+    outside.write_text("# Precious\n\nDo not overwrite me.")
+    (uploads / "notes.md").symlink_to(outside)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        files = [("files", ("notes.md", b"# Notes\n\nNotes about llamas in the Andes."))]
+        response = client.post("/v1/documents", files=files)
+    assert response.status_code == 201, response.text
+    assert outside.read_text() == "# Precious\n\nDo not overwrite me."
+    assert not (uploads / "notes.md").is_symlink()
+    assert "llamas" in (uploads / "notes.md").read_text()
+
+
+def test_a_symlink_to_a_file_outside_a_folder_is_not_ingested(serve: Serve, tmp_path: Path) -> None:
+    server = serve()
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("The root password is hunter2.")
+    (uploads / "innocent.txt").symlink_to(secret)  # planted by someone with disk access
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        files = [("files", ("llamas.md", b"# Llamas\n\nLlamas live in the Andes."))]
+        response = client.post("/v1/documents", files=files)
+        assert response.status_code == 201, response.text
+        listed = [d["id"] for d in client.get("/v1/documents").json()["documents"]]
+        answer = client.post("/v1/ask", json={"question": "root password?", "stream": False})
+    assert "uploads/innocent.txt" not in listed and "uploads/llamas.md" in listed
+    assert "hunter2" not in answer.text
+
+
+def test_a_zip_bomb_pdf_is_refused_quickly_with_a_reason(serve: Serve, tmp_path: Path) -> None:
+    server = serve()
+    bomb = bomb_pdf(expanded_mb=300)
+    assert len(bomb) < MB  # a small file that would inflate to 300 MB
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        started = time.perf_counter()
+        response = client.post("/v1/documents", files=[("files", ("bomb.pdf", bomb))])
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 422, response.text
+    assert "bomb.pdf" in response.json()["error"]["message"]
+    assert "zip bomb" in response.json()["error"]["message"]
+    assert elapsed < 5
+    assert not (tmp_path / "uploads" / "bomb.pdf").exists()
+
+
+def test_a_200_mb_upload_is_refused_before_it_is_read(serve: Serve, tmp_path: Path) -> None:
+    server = serve()
+    size = 200 * MB
+
+    def body() -> Iterator[bytes]:  # streamed, without Content-Length: only the limit stops it
+        yield (
+            b'--b\r\nContent-Disposition: form-data; name="files"; filename="big.txt"\r\n'
+            b"Content-Type: text/plain\r\n\r\n"
+        )
+        block = b"x" * MB
+        for _ in range(size // MB):
+            yield block
+        yield b"\r\n--b--\r\n"
+
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:  # says 200 MB, sends 0
+        raw.sendall(
+            b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n" % size
+        )
+        declared = b""
+        while chunk := raw.recv(65536):  # the server answers, then closes
+            declared += chunk
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        started = time.perf_counter()
+        try:
+            streamed = client.post(
+                "/v1/documents",
+                content=body(),
+                headers={"content-type": "multipart/form-data; boundary=b"},
+            )
+            status, text = streamed.status_code, streamed.text
+        except httpx.TransportError:  # the server may close before the client finished
+            status, text = 413, "larger than (connection closed)"
+        elapsed = time.perf_counter() - started
+    assert declared.startswith(b"HTTP/1.1 413") and b"larger than" in declared
+    assert status == 413 and "larger than" in text, (status, text)
+    assert elapsed < 10
+    uploads = tmp_path / "uploads"
+    assert not uploads.exists() or os.listdir(uploads) == []  # no file, no temporary left
