@@ -21,7 +21,9 @@ import csv
 import io
 import json
 import random
+import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +34,39 @@ from typing import Any
 import httpx
 from bench_streaming import DELAY_MS, QUESTIONS, ROOT, build_index, percentile, server
 
+MB = 1 << 20
+JSON = "application/json"
+# name: (body, content type, expected status, a phrase of the expected message)
+HOSTILE: dict[str, tuple[bytes, str, int, str]] = {
+    "a question of 1 MB": (b'{"question": "' + b"a" * MB + b'"}', JSON, 413, "larger than"),
+    "a question of 900 kB (a body under the limit)": (
+        json.dumps({"question": "a" * 900_000}).encode(),
+        JSON,
+        422,
+        "at most",
+    ),
+    "top_k of 10^9": (b'{"question": "hi", "top_k": 1000000000}', JSON, 422, "top_k"),
+    "top_k of 1e309": (b'{"question": "hi", "top_k": 1e309}', JSON, 422, "finite"),
+    "JSON nested 100,000 deep": (b"[" * 100_000 + b"]" * 100_000, JSON, 400, "not valid JSON"),
+    "a question nested 50,000 deep": (
+        b'{"question": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        JSON,
+        400,
+        "not valid JSON",
+    ),
+    "invalid UTF-8": (b'{"question": "caf\xff\xfe"}', JSON, 400, "not valid JSON"),
+    "a lone surrogate": (b'{"question": "\\ud800"}', JSON, 422, "question"),
+    "a NUL in the question": (b'{"question": "a\\u0000b"}', JSON, 422, "NUL"),
+    "text/plain": (b'{"question": "hi"}', "text/plain", 415, "application/json"),
+    "a form (curl -d without -H)": (
+        b'{"question": "hi"}',
+        "application/x-www-form-urlencoded",
+        415,
+        "application/json",
+    ),
+    "XML": (b"<question>hi</question>", "application/xml", 415, "application/json"),
+    "an unknown field": (b'{"question": "hi", "evil": true}', JSON, 422, "evil"),
+}
 SOAK_REQUESTS, SOAK_CONCURRENCY = 2000, 8
 BURST_CLIENTS, BURST_SLOTS, BURST_QUEUE = 200, 4, 32
 DISCONNECT_REQUESTS = 200
@@ -239,10 +274,91 @@ def hey(url: str, clients: int = BURST_CLIENTS, runs: int = 2) -> dict[str, Any]
         )
         time.sleep(1)  # the admitted answers finish; the service is idle again
     return {
-        "command": " ".join([*command[:-1], "URL/v1/ask"]),
+        "command": shlex.join([*command[:-1], "URL/v1/ask"]).replace(binary, "hey"),
         "requests": clients,
         "runs": results,
     }
+
+
+def hostile(url: str, pid: int, rounds: int = 10) -> dict[str, Any]:
+    """Each hostile body once (status, message, time), then `rounds` more times: memory after."""
+    rows = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for name, (body, kind, status, needle) in HOSTILE.items():
+            started = time.perf_counter()
+            response = client.post("/v1/ask", content=body, headers={"content-type": kind})
+            elapsed = 1000 * (time.perf_counter() - started)
+            message = response.json().get("error", {}).get("message", "")
+            rows.append(
+                {
+                    "name": name,
+                    "status": response.status_code,
+                    "expected": status,
+                    "as_expected": response.status_code == status and needle in message,
+                    "ms": round(elapsed, 1),
+                    "message": message[:120],
+                }
+            )
+        before = rss_mb(pid)
+        for _ in range(rounds):
+            for body, kind, _, _ in HOSTILE.values():
+                client.post("/v1/ask", content=body, headers={"content-type": kind})
+        after = rss_mb(pid)
+        ready = client.get("/readyz").status_code
+    return {
+        "cases": rows,
+        "rounds": rounds,
+        "rss_growth_mb": round(after - before, 1),
+        "ready_after": ready == 200,
+    }
+
+
+def fault(url: str) -> dict[str, Any]:
+    """One question against a server whose backend misbehaves: how the stream ended, when."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        started = time.perf_counter()
+        names: list[str] = []
+        last: Any = None
+        with client.stream("POST", "/v1/ask", json={"question": QUESTIONS[0]}) as response:
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    names.append(line[6:].strip())
+                elif line.startswith("data:"):
+                    last = json.loads(line[5:])
+        elapsed = 1000 * (time.perf_counter() - started)
+        ready = client.get("/readyz").json()
+    return {
+        "events": Counter(names),
+        "ended_with": names[-1] if names else None,
+        "message": last.get("message") if isinstance(last, dict) else None,
+        "ms": round(elapsed, 1),
+        "slots_free_after": ready["running"] == 0,
+    }
+
+
+def faults(index: Path) -> dict[str, Any]:
+    """A backend that hangs (the mock at one token a minute, a 1 s generation timeout), one that
+    fails after 3 tokens, an OpenAI-compatible upstream that is down, and one that accepts the
+    connection and never answers (a 1 s read timeout)."""
+    result: dict[str, Any] = {}
+    hang = {"RAG_MOCK_TOKEN_DELAY_MS": "60000", "RAG_GENERATION_TIMEOUT_S": "1"}
+    with server(index, "mock", **hang) as live:
+        result["backend hangs (generation timeout 1 s)"] = fault(live.url)
+    with server(index, "mock", RAG_MOCK_FAIL_AFTER="3") as live:
+        result["backend raises after 3 tokens"] = fault(live.url)
+    with socket.socket() as silent:  # the kernel accepts connections; nobody ever answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        upstream = {"RAG_OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+        with server(index, "openai", RAG_OPENAI_TIMEOUT_S="1", **upstream) as live:
+            result["OpenAI upstream never answers (timeout 1 s)"] = fault(live.url)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        down = {"RAG_OPENAI_BASE_URL": f"http://127.0.0.1:{closed.getsockname()[1]}/v1"}
+    with server(index, "openai", RAG_OPENAI_TIMEOUT_S="1", **down) as live:
+        result["OpenAI upstream is down"] = fault(live.url)
+    return result
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -259,10 +375,12 @@ def run(quick: bool = False) -> dict[str, Any]:
             result["soak"] = asyncio.run(soak(live.url, live.pid, SOAK_REQUESTS // scale))
             result["soak"]["mock_delay_ms"] = 0
             result["disconnects"] = asyncio.run(disconnects(live.url, DISCONNECT_REQUESTS // scale))
+            result["hostile"] = hostile(live.url, live.pid, 10 // scale)
         limits = {"RAG_MAX_GENERATIONS": str(BURST_SLOTS), "RAG_MAX_QUEUE": str(BURST_QUEUE)}
         with server(index, "mock", **limits) as live:
             result["hey"] = hey(live.url)
             result["burst"] = asyncio.run(burst(live.url))
+        result["faults"] = faults(index)
     return result
 
 
@@ -272,7 +390,8 @@ def render(r: dict[str, Any]) -> str:
         "## Reliability under load",
         "",
         f"A live `rag serve` in its own process (MiniLM retrieval over `data/`, mock LLM at "
-        f"{r['mock_delay_ms']} ms per token). Produced by `python scripts/bench.py --only "
+        f"{r['mock_delay_ms']} ms per token; at 0 ms in the soak, to push requests through as "
+        "fast as they go). Produced by `python scripts/bench.py --only "
         "reliability`; the test suite checks the same figures on a small index "
         "(`tests/server/test_load.py`).",
         "",
@@ -306,4 +425,34 @@ def render(r: dict[str, Any]) -> str:
         lines += ["", f"The `hey` command: `{h['command']}`."]
     elif h:
         lines.append(f"| the burst driven by `hey` | not run: {h['error']} |")
+    if "faults" in r:
+        lines += [
+            "",
+            "Faults, one question each against a server whose backend misbehaves (how the SSE "
+            "stream ended, after how long, and whether the generation slot was free afterwards):",
+            "",
+            "| fault | events | ended after | slot free | message |",
+            "|---|---|---:|---|---|",
+        ]
+        for name, f in r["faults"].items():
+            events = ", ".join(f"{k} {v}" for k, v in f["events"].items())
+            lines.append(
+                f"| {name} | {events} | {f['ms']:,.0f} ms | {f['slots_free_after']} | "
+                f"{f['message']} |"
+            )
+    if "hostile" in r:
+        x = r["hostile"]
+        lines += [
+            "",
+            f"Hostile bodies to `/v1/ask` (each once, then all {x['rounds']} more times: "
+            f"resident memory {x['rss_growth_mb']:+} MB; ready afterwards: {x['ready_after']}):",
+            "",
+            "| body | status | as expected | time | message |",
+            "|---|---:|---|---:|---|",
+        ]
+        for c in x["cases"]:
+            lines.append(
+                f"| {c['name']} | {c['status']} | {c['as_expected']} | {c['ms']} ms | "
+                f"{c['message']} |"
+            )
     return "\n".join(lines) + "\n"

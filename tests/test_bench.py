@@ -33,5 +33,9 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     flat, hnsw = results["scale"]["rows"]
     assert (flat["kind"], hnsw["kind"], flat["size"]) == ("flat", "hnsw", 10_000)
     assert flat["recall_at_10"] == 1.0 and 0.5 < hnsw["recall_at_10"] <= 1.0
+    reliability = results["reliability"]
+    assert reliability["soak"]["errors"] == 0 and reliability["disconnects"]["open_after"] == 0
+    assert all(case["as_expected"] for case in reliability["hostile"]["cases"])
+    assert all(f["ended_with"] == "error" for f in reliability["faults"].values())
     page = (tmp_path / "RESULTS.md").read_text()
-    assert "## Ingestion" in page and "## Scale" in page
+    assert "## Ingestion" in page and "## Scale" in page and "## Reliability" in page
