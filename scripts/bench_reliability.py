@@ -440,6 +440,17 @@ def render(r: dict[str, Any]) -> str:
                 f"| {name} | {events} | {f['ms']:,.0f} ms | {f['slots_free_after']} | "
                 f"{f['message']} |"
             )
+    lines += [
+        "",
+        "Checked by the test suite, without a figure here: `kill -9` during an ingest at 10 "
+        "random moments (`tests/test_crash.py`: the index always loads and answers, the next "
+        "ingest completes); a damaged index, one from another model, a missing version "
+        "(`tests/server/test_faults.py`: `/readyz` 503 with one line); an upload while answers "
+        "stream (old index or new, never a mix); schemathesis fuzzing, malicious uploads, a "
+        "planted pickle, prompt injection (`tests/server/test_fuzz.py`, `test_hostile.py`, "
+        "`tests/test_store.py`, `tests/test_injection.py`); the API key and CORS "
+        "(`tests/server/test_security.py`).",
+    ]
     if "hostile" in r:
         x = r["hostile"]
         lines += [
