@@ -1,14 +1,18 @@
 """Benchmarks, reported as ratios to a reference measured in the same run (machines are noisy).
 
-    python scripts/bench.py [--quick] [--only ingestion|scale|streaming|reliability] [--out DIR]
+    python scripts/bench.py [--quick] [--only SECTION] [--out DIR]
 
-Sections: `ingestion` (ours vs the bare encoder vs a plain LangChain pipeline, and re-ingest),
-`scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks), `streaming` (a live server: time
-to sources and first token, inter-token gaps, concurrent clients, llama.cpp) and
-`reliability` (soak, burst, random disconnects, the burst again through `hey`). Writes
-DIR/results.json and DIR/RESULTS.md (default: benchmarks/); with --only, the other sections
-already in results.json are kept. --quick (a few minutes) runs 3 articles, 10k chunks and a
-short streaming run with the mock LLM and a tenth of the reliability run, for the test suite.
+Sections: `ingestion` (ours vs the bare encoder vs a plain LangChain pipeline and LlamaIndex,
+and re-ingest), `retrieval` (recall@k, MRR@10 and latency: our three modes vs LangChain's and
+LlamaIndex's default retrievers), `scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks),
+`streaming` (a live server: time to sources and first token, inter-token gaps, concurrent
+clients, llama.cpp, the overhead over a minimal StreamingResponse, REST vs SSE vs WebSocket),
+`generation` (llama.cpp through our backend vs `llama_cpp.Llama` directly) and `reliability`
+(soak, burst, random disconnects, the burst through `hey`, faults, hostile bodies). Writes
+DIR/results.json, DIR/RESULTS.md and PNG plots (default: benchmarks/); with --only, the other
+sections already in results.json are kept. --quick (a few minutes) runs 3 articles, 10k
+chunks, a short streaming run with the mock LLM and a tenth of the reliability run, for the
+test suite.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_generation  # noqa: E402
 import bench_ingestion  # noqa: E402
+import bench_plots  # noqa: E402
 import bench_reliability  # noqa: E402
+import bench_retrieval  # noqa: E402
 import bench_scale  # noqa: E402
 import bench_streaming  # noqa: E402
 
 ROOT = HERE.parent
 DEFAULT_DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
-SECTIONS = ("ingestion", "scale", "streaming", "reliability")
+SECTIONS = ("ingestion", "retrieval", "scale", "streaming", "generation", "reliability")
 
 
 def main() -> None:
@@ -53,6 +60,10 @@ def main() -> None:
             bench_ingestion.QUICK_ARTICLES if args.quick else None,
             args.repeats or (1 if args.quick else 3),
         )
+    if "retrieval" in wanted:
+        results["retrieval"] = bench_retrieval.run(
+            args.dataset, bench_ingestion.QUICK_ARTICLES if args.quick else None
+        )
     if "scale" in wanted:
         from rag.squad import load_articles
 
@@ -61,29 +72,46 @@ def main() -> None:
         results["scale"] = bench_scale.run(sizes, questions)
     if "streaming" in wanted:
         results["streaming"] = bench_streaming.run(quick=args.quick)
+    if "generation" in wanted:
+        results["generation"] = bench_generation.run(args.dataset, 4 if args.quick else 40)
     if "reliability" in wanted:
         results["reliability"] = bench_reliability.run(quick=args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "RESULTS.md").write_text(render(results))
+    plots = bench_plots.draw(results, args.out)
+    (args.out / "RESULTS.md").write_text(render(results, plots))
     print((args.out / "RESULTS.md").read_text())
 
 
-def render(results: dict[str, Any]) -> str:
+def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
     parts = [
         "# Benchmark results",
         "",
         "Written by `python scripts/bench.py`; every figure comes from the run that wrote it.",
         "",
     ]
+    plots = plots or []
+
+    def plot(name: str, caption: str) -> None:
+        if name in plots:
+            parts.append(f"![{caption}]({name})\n")
+
     if "transports" in results.get("streaming", {}):  # the comparison that motivates streaming
         parts.append(bench_streaming.render_transports(results["streaming"]["transports"]))
+        plot("transports.png", "first word and whole answer per transport")
     if "ingestion" in results:
         parts.append(bench_ingestion.render(results["ingestion"]))
+    if "retrieval" in results:
+        parts.append(bench_retrieval.render(results["retrieval"]))
+        plot("recall_at_k.png", "recall@k against k")
     if "scale" in results:
         parts.append(bench_scale.render(results["scale"]))
+        plot("scale_latency.png", "query latency against corpus size")
     if "streaming" in results:
         parts.append(bench_streaming.render(results["streaming"]))
+        plot("streaming_gaps.png", "inter-token gap against concurrent clients")
+    if "generation" in results:
+        parts.append(bench_generation.render(results["generation"]))
     if "reliability" in results:
         parts.append(bench_reliability.render(results["reliability"]))
     return "\n".join(parts)

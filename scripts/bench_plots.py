@@ -1,0 +1,113 @@
+"""The plots of RESULTS.md (matplotlib, PNG), drawn from results.json: recall@k against k, query
+latency against corpus size, inter-token gap against concurrent clients, and when the user
+sees the first word and the whole answer per transport."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+DPI = 110
+
+
+def draw(results: dict[str, Any], out: Path) -> list[str]:
+    """Every plot the results allow; returns the file names written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    makers = [
+        ("retrieval", "recall_at_k.png", recall_at_k),
+        ("scale", "scale_latency.png", scale_latency),
+        ("streaming", "streaming_gaps.png", streaming_gaps),
+        ("streaming", "transports.png", transports),
+    ]
+    for section, name, maker in makers:
+        if section in results and maker(results[section], out / name):
+            written.append(name)
+    return written
+
+
+def recall_at_k(r: dict[str, Any], path: Path) -> bool:
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, row in r["rows"].items():
+        if "recall" not in row:
+            continue
+        ks = sorted(int(k) for k in row["recall"])
+        style = "-" if name.startswith("ours") else "--"
+        ax.plot(ks, [row["recall"][str(k)] for k in ks], style, marker="o", ms=3, label=name)
+    ax.set(xlabel="k (chunks retrieved)", ylabel="recall@k", title="Retrieval on squad-dev-a")
+    ax.set_xticks(range(1, r["k"] + 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def scale_latency(r: dict[str, Any], path: Path) -> bool:
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for kind in sorted({row["kind"] for row in r["rows"]}):
+        rows = sorted((row for row in r["rows"] if row["kind"] == kind), key=lambda x: x["size"])
+        sizes = [row["size"] for row in rows]
+        ax.plot(sizes, [row["p50_ms"] for row in rows], marker="o", label=f"{kind} p50")
+        ax.plot(sizes, [row["p95_ms"] for row in rows], ":", marker="o", label=f"{kind} p95")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="chunks in the index (random unit vectors, 384 d)",
+        ylabel="FAISS query time (ms)",
+        title="Query latency against corpus size",
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def streaming_gaps(r: dict[str, Any], path: Path) -> bool:
+    rows = r.get("concurrent", [])
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    clients = [row["clients"] for row in rows]
+    ax.plot(clients, [row["gap_ms"]["p50"] for row in rows], marker="o", label="gap p50")
+    ax.plot(clients, [row["gap_ms"]["p99"] for row in rows], marker="o", label="gap p99")
+    ax.axhline(r["mock_delay_ms"], color="grey", ls=":", label="generator: one token per 20 ms")
+    ax.set(
+        xscale="log",
+        xlabel="concurrent clients",
+        ylabel="inter-token gap at the client (ms)",
+        title="SSE inter-token gap against concurrency (mock LLM)",
+    )
+    ax.set_xticks(clients, [str(c) for c in clients])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def transports(r: dict[str, Any], path: Path) -> bool:
+    t = r.get("transports")
+    if not t:
+        return False
+    names = {"json": "REST (stream: false)", "sse": "SSE", "websocket": "WebSocket"}
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    labels = [names[k] for k in names if k in t]
+    first = [t[k]["first_word_ms"]["p50"] for k in names if k in t]
+    whole = [t[k]["whole_answer_ms"]["p50"] for k in names if k in t]
+    y = range(len(labels))
+    ax.barh([i + 0.2 for i in y], whole, height=0.38, color="#bbb", label="whole answer (p50)")
+    ax.barh([i - 0.2 for i in y], first, height=0.38, color="#2a7", label="first word (p50)")
+    ax.set_yticks(list(y), labels)
+    ax.invert_yaxis()
+    ax.set(xlabel="ms after sending the question", title="When the user sees the answer")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> bool:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
