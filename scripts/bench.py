@@ -1,6 +1,6 @@
 """Benchmarks, reported as ratios to a reference measured in the same run (machines are noisy).
 
-    python scripts/bench.py [--quick] [--only SECTION] [--out DIR]
+    python scripts/bench.py [--quick] [--only SECTION] [--out DIR] [--render-only]
 
 Sections: `ingestion` (ours vs the bare encoder vs a plain LangChain pipeline and LlamaIndex,
 and re-ingest), `retrieval` (recall@k, MRR@10 and latency: our three modes vs LangChain's and
@@ -46,11 +46,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: redraw RESULTS.md and the plots from DIR/results.json",
+    )
     args = parser.parse_args()
+    stored = args.out / "results.json"
+    if args.render_only:
+        if not stored.is_file():
+            parser.error(f"{stored} not found: run the benchmark first")
+        write(json.loads(stored.read_text()), args.out)
+        return
     if not args.dataset.is_file():
         parser.error(f"dataset {args.dataset} not found")
     wanted = args.only or list(SECTIONS)
-    stored = args.out / "results.json"
     results: dict[str, Any] = (
         json.loads(stored.read_text()) if stored.is_file() and args.only else {}
     )
@@ -78,9 +88,14 @@ def main() -> None:
         results["reliability"] = bench_reliability.run(quick=args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(results, indent=1) + "\n")
-    plots = bench_plots.draw(results, args.out)
-    (args.out / "RESULTS.md").write_text(render(results, plots))
-    print((args.out / "RESULTS.md").read_text())
+    write(results, args.out)
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    """RESULTS.md and the plots of `results` into `out`."""
+    plots = bench_plots.draw(results, out)
+    (out / "RESULTS.md").write_text(render(results, plots))
+    print((out / "RESULTS.md").read_text())
 
 
 def render(results: dict[str, Any], plots: list[str] | None = None) -> str:

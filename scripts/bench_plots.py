@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 DPI = 110
+COLORS = ["tab:blue", "tab:green", "tab:orange", "tab:red"]
 
 
 def draw(results: dict[str, Any], out: Path) -> list[str]:
@@ -48,15 +49,17 @@ def recall_at_k(r: dict[str, Any], path: Path) -> bool:
 
 def scale_latency(r: dict[str, Any], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for kind in sorted({row["kind"] for row in r["rows"]}):
+    for kind, color in zip(sorted({row["kind"] for row in r["rows"]}), COLORS, strict=False):
         rows = sorted((row for row in r["rows"] if row["kind"] == kind), key=lambda x: x["size"])
         sizes = [row["size"] for row in rows]
-        ax.plot(sizes, [row["p50_ms"] for row in rows], marker="o", label=f"{kind} p50")
-        ax.plot(sizes, [row["p95_ms"] for row in rows], ":", marker="o", label=f"{kind} p95")
+        p50 = [row["p50_ms"] for row in rows]
+        ax.plot(sizes, p50, marker="o", color=color, label=f"{kind} p50")
+        p95 = [row["p95_ms"] for row in rows]
+        ax.plot(sizes, p95, ":", marker="o", color=color, label=f"{kind} p95")
     ax.set(
         xscale="log",
         yscale="log",
-        xlabel="chunks in the index (random unit vectors, 384 d)",
+        xlabel="chunks in the index (synthetic 384-d unit vectors)",
         ylabel="FAISS query time (ms)",
         title="Query latency against corpus size",
     )
@@ -91,7 +94,7 @@ def transports(r: dict[str, Any], path: Path) -> bool:
     if not t:
         return False
     names = {"json": "REST (stream: false)", "sse": "SSE", "websocket": "WebSocket"}
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 3.9))
     labels = [names[k] for k in names if k in t]
     first = [t[k]["first_word_ms"]["p50"] for k in names if k in t]
     whole = [t[k]["whole_answer_ms"]["p50"] for k in names if k in t]
@@ -101,7 +104,7 @@ def transports(r: dict[str, Any], path: Path) -> bool:
     ax.set_yticks(list(y), labels)
     ax.invert_yaxis()
     ax.set(xlabel="ms after sending the question", title="When the user sees the answer")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, path)
 

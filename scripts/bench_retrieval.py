@@ -25,6 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_streaming import percentile  # noqa: E402
+
 from rag import store  # noqa: E402
 from rag.chunks import Chunk  # noqa: E402
 from rag.embeddings import SentenceTransformerEmbedder, make_embedder  # noqa: E402
@@ -37,11 +39,6 @@ from rag.squad import Article, Question, load_articles, write_articles  # noqa: 
 K = 10
 LANGCHAIN_CHUNK_CHARS, LANGCHAIN_OVERLAP_CHARS = 800, 150  # as in the ingestion section
 Search = Callable[[str], list[Hit]]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def score(search: Search, pairs: list[tuple[Article, Question]]) -> dict[str, Any]:

@@ -148,12 +148,15 @@ def generator_gaps(n_tokens: int) -> list[float]:
     return [1000 * (b - a) for a, b in pairwise(stamps)]
 
 
-async def sequential(url: str, n: int) -> dict[str, Any]:
-    results = []
+async def in_a_row(url: str, n: int) -> list[dict[str, Any]]:
+    """n requests one after another from one client (after one to warm up)."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        await one_stream(client, QUESTIONS[0])  # warm up
-        for i in range(n):
-            results.append(await one_stream(client, QUESTIONS[i % len(QUESTIONS)]))
+        await one_stream(client, QUESTIONS[0])
+        return [await one_stream(client, QUESTIONS[i % len(QUESTIONS)]) for i in range(n)]
+
+
+async def sequential(url: str, n: int) -> dict[str, Any]:
+    results = await in_a_row(url, n)
     sources_extra = [r["sources_ms"] - r["done"]["timings"]["retrieval_ms"] for r in results]
     ttft_extra = [r["first_token_ms"] - r["done"]["timings"]["ttft_ms"] for r in results]
     gaps = [g for r in results for g in r["gaps_ms"]]
@@ -220,11 +223,7 @@ def baseline_server(reply: str) -> Iterator[str]:
 
 async def streams_of(url: str, n: int) -> dict[str, Any]:
     """n requests in a row from one client: time to first token and gaps at the client."""
-    results = []
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        await one_stream(client, QUESTIONS[0])  # warm up
-        for i in range(n):
-            results.append(await one_stream(client, QUESTIONS[i % len(QUESTIONS)]))
+    results = await in_a_row(url, n)
     gaps = [g for r in results for g in r["gaps_ms"]]
     return {
         "first_token_ms": summary([r["first_token_ms"] for r in results]),

@@ -33,6 +33,18 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     flat, hnsw = results["scale"]["rows"]
     assert (flat["kind"], hnsw["kind"], flat["size"]) == ("flat", "hnsw", 10_000)
     assert flat["recall_at_10"] == 1.0 and 0.5 < hnsw["recall_at_10"] <= 1.0
+    assert len(ingestion["runs"]["llamaindex"]) == 1  # the second peer ran (or the run failed)
+    retrieval = results["retrieval"]["rows"]
+    assert set(retrieval) >= {"ours, dense", "ours, bm25", "ours, hybrid"}
+    for name, row in retrieval.items():  # the peers ran here, or say why not
+        assert "recall" in row or name.startswith(("LangChain", "LlamaIndex")), (name, row)
+        if "recall" in row:
+            assert 0 < row["recall"]["1"] <= row["recall"]["5"] <= row["recall"]["10"] <= 1
+    assert 0.5 < results["streaming"]["overhead"]["gap_p50_ratio"] < 2
+    generation = results["generation"]
+    assert 0.5 < generation["prefill_ratio"] < 2 and generation["rows"]["ours"]["decoded_tokens"]
+    for plot in ["recall_at_k.png", "scale_latency.png", "streaming_gaps.png"]:
+        assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG", plot
     reliability = results["reliability"]
     assert reliability["soak"]["errors"] == 0 and reliability["disconnects"]["open_after"] == 0
     assert all(case["as_expected"] for case in reliability["hostile"]["cases"])
