@@ -14,13 +14,14 @@ DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.skipif(not DATASET.is_file(), reason="needs ../shared/datasets/squad-dev-a")
 def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1700,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
