@@ -19,24 +19,21 @@ from rag.sentences import WORD, SentenceScorer
 
 INSTRUCTIONS = "Answer each question with a short phrase copied from the sources."
 
-# Short answers copied from longer passages, with two sources (the answer in either): what a
-# 270M base model imitated best when prompts had two sources; they were not re-tuned when the
-# default became one source. Examples that also cited "[1]" did worse (token F1 0.23 against
-# 0.30 on 40 squad-dev-a questions), so citations are added after generation, see `cite`.
+# Short answers copied from longer passages, each with one source like the real prompts (by
+# default one source, cut to its best sentences): token F1 0.372 against 0.356 for the same
+# examples with two sources each, on 1,000 squad-dev-a questions. Examples that also cited "[1]"
+# did worse (0.23 against 0.30 on 40 questions), so citations are added after generation, see
+# `cite`.
 EXAMPLES = (
     "Sources:\n"
     "[1] Eiffel Tower: The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in "
     "Paris, France. It is named after the engineer Gustave Eiffel, whose company designed and "
     "built the tower from 1887 to 1889.\n"
-    "[2] Paris: Paris is the capital and largest city of France. The city hosted the 1889 "
-    "World's Fair.\n"
     "Question: Whose company built the Eiffel Tower?\n"
     "Answer: Gustave Eiffel\n"
     "\n"
     "Sources:\n"
-    "[1] South America: South America is a continent in the Western Hemisphere, mostly in the "
-    "Southern Hemisphere.\n"
-    "[2] Amazon rainforest: The Amazon rainforest covers much of the Amazon basin of South "
+    "[1] Amazon rainforest: The Amazon rainforest covers much of the Amazon basin of South "
     "America. The basin encompasses seven million square kilometres, of which five and a half "
     "million are covered by the rainforest.\n"
     "Question: How large is the area covered by the rainforest?\n"
