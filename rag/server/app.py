@@ -80,25 +80,22 @@ def create_app(
     return app
 
 
+QUESTION_ROUTES = frozenset({"/v1/ask", "/v1/chat/completions"})  # JSON bodies, generations
+
+
 class LoadShedding:
     """A question that arrives while every generation slot and queue place is taken gets its
     429 here, before its body is read, parsed and validated: under a burst, refusing stays
     cheap and leaves the CPU to the answers being generated. (The route admits for real; this
     only refuses early what it would refuse late.)"""
 
-    PATHS = frozenset({"/v1/ask", "/v1/chat/completions"})
-
     def __init__(self, app: ASGIApp, pool: GenerationPool) -> None:
         self.app = app
         self.pool = pool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in self.PATHS and self.pool.full:
-            busy = self.pool.busy()
-            headers = {"Retry-After": str(busy.retry_after_s)}
-            await error_response(429, str(busy), "invalid_request_error", headers)(
-                scope, receive, send
-            )
+        if scope["type"] == "http" and scope["path"] in QUESTION_ROUTES and self.pool.full:
+            await domain_response(self.pool.busy())(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -131,14 +128,25 @@ def status_of(err: RagError) -> int:
             return 500
 
 
-JSON_ROUTES = frozenset({"/v1/ask", "/v1/chat/completions"})
+def domain_response(err: RagError) -> JSONResponse:
+    """A domain error as its status, with Retry-After where waiting helps."""
+    status = status_of(err)
+    headers = None
+    if isinstance(err, Busy):
+        headers = {"Retry-After": str(err.retry_after_s)}
+    elif status == 503:
+        headers = {"Retry-After": "5"}
+    if status >= 500:
+        log.warning("%d: %s", status, err)
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return error_response(status, str(err), kind, headers)
 
 
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         kind = request.headers.get("content-type", "")
-        if request.url.path in JSON_ROUTES and "json" not in kind:  # e.g. curl -d without -H
+        if request.url.path in QUESTION_ROUTES and "json" not in kind:  # e.g. curl -d without -H
             return error_response(
                 415,
                 f"send the body as JSON with Content-Type: application/json (got "
@@ -167,16 +175,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RagError)
     async def domain_error(_: Request, err: RagError) -> JSONResponse:
-        status = status_of(err)
-        headers = None
-        if isinstance(err, Busy):
-            headers = {"Retry-After": str(err.retry_after_s)}
-        elif status == 503:
-            headers = {"Retry-After": "5"}
-        if status >= 500:
-            log.warning("%d: %s", status, err)
-        kind = "server_error" if status >= 500 else "invalid_request_error"
-        return error_response(status, str(err), kind, headers)
+        return domain_response(err)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, err: Exception) -> JSONResponse:
