@@ -122,34 +122,63 @@ def worker_ours(corpus: Path) -> dict[str, Any]:
     }
 
 
-def worker_langchain(corpus: Path) -> dict[str, Any]:
-    import warnings
-
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from langchain_community.vectorstores import FAISS
-    from langchain_core.documents import Document
-    from langchain_huggingface import HuggingFaceEmbeddings
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
-
+def minilm_path() -> Path:
+    """The folder of the MiniLM model every contender loads."""
     from rag.embeddings import SentenceTransformerEmbedder, make_embedder
     from rag.settings import Settings
 
-    model_path = make_embedder(Settings())
-    assert isinstance(model_path, SentenceTransformerEmbedder)
+    embedder = make_embedder(Settings())
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    return embedder.path
+
+
+def langchain_parts(add_start_index: bool = False) -> tuple[Any, Any]:
+    """The plain LangChain pipeline's embeddings and splitter (the same for every section)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
     embeddings = HuggingFaceEmbeddings(
-        model_name=str(model_path.path),
+        model_name=str(minilm_path()),
         model_kwargs={"device": "cpu"},
         encode_kwargs={"normalize_embeddings": True, "batch_size": BATCH_SIZE},
     )
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=LANGCHAIN_CHUNK_CHARS,
+        chunk_overlap=LANGCHAIN_OVERLAP_CHARS,
+        add_start_index=add_start_index,
+    )
+    return embeddings, splitter
+
+
+def configure_llamaindex() -> None:
+    """LlamaIndex with the same MiniLM. Its default SentenceSplitter counts tokens with
+    tiktoken, whose vocabulary is downloaded on first use (impossible offline): it counts
+    MiniLM tokens instead, same chunk size."""
+    from llama_index.core import Settings as LlamaSettings
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from transformers import AutoTokenizer
+
+    path = minilm_path()
+    LlamaSettings.tokenizer = AutoTokenizer.from_pretrained(str(path)).encode
+    LlamaSettings.embed_model = HuggingFaceEmbedding(
+        model_name=str(path), device="cpu", embed_batch_size=BATCH_SIZE
+    )
+
+
+def worker_langchain(corpus: Path) -> dict[str, Any]:
+    from langchain_community.vectorstores import FAISS
+    from langchain_core.documents import Document
+
+    embeddings, splitter = langchain_parts()
     embeddings.embed_documents(["warm up"])
     started = time.perf_counter()
     docs = [
         Document(page_content=p.read_text(), metadata={"source": str(p)})
         for p in sorted(corpus.rglob("*.md"))
     ]
-    splitter = RecursiveCharacterTextSplitter(
-        chunk_size=LANGCHAIN_CHUNK_CHARS, chunk_overlap=LANGCHAIN_OVERLAP_CHARS
-    )
     chunks = splitter.split_documents(docs)
     FAISS.from_documents(chunks, embeddings)
     seconds = time.perf_counter() - started
@@ -164,20 +193,8 @@ def worker_langchain(corpus: Path) -> dict[str, Any]:
 def worker_llamaindex(corpus: Path) -> dict[str, Any]:
     from llama_index.core import Document, VectorStoreIndex
     from llama_index.core import Settings as LlamaSettings
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-    from transformers import AutoTokenizer
 
-    from rag.embeddings import SentenceTransformerEmbedder, make_embedder
-    from rag.settings import Settings
-
-    model = make_embedder(Settings())
-    assert isinstance(model, SentenceTransformerEmbedder)
-    # the default SentenceSplitter counts tokens with tiktoken, whose vocabulary is downloaded
-    # on first use (impossible offline): it counts MiniLM tokens instead, same chunk size
-    LlamaSettings.tokenizer = AutoTokenizer.from_pretrained(str(model.path)).encode
-    LlamaSettings.embed_model = HuggingFaceEmbedding(
-        model_name=str(model.path), device="cpu", embed_batch_size=BATCH_SIZE
-    )
+    configure_llamaindex()
     LlamaSettings.embed_model.get_text_embedding("warm up")
     started = time.perf_counter()
     docs = [

@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_ingestion import configure_llamaindex, langchain_parts  # noqa: E402
 from bench_streaming import percentile  # noqa: E402
 
 from rag import store  # noqa: E402
 from rag.chunks import Chunk  # noqa: E402
-from rag.embeddings import SentenceTransformerEmbedder, make_embedder  # noqa: E402
+from rag.embeddings import make_embedder  # noqa: E402
 from rag.evaluation import is_hit, sample  # noqa: E402
 from rag.ingestion import ingest  # noqa: E402
 from rag.retrieval import Hit, Retriever  # noqa: E402
@@ -37,7 +37,6 @@ from rag.settings import Settings  # noqa: E402
 from rag.squad import Article, Question, load_articles, write_articles  # noqa: E402
 
 K = 10
-LANGCHAIN_CHUNK_CHARS, LANGCHAIN_OVERLAP_CHARS = 800, 150  # as in the ingestion section
 Search = Callable[[str], list[Hit]]
 
 
@@ -86,30 +85,12 @@ def ours(corpus: Path, folder: Path) -> tuple[dict[str, Search], dict[str, Any]]
     return searches, {"chunks": len(lengths), "mean_chars": round(statistics.mean(lengths))}
 
 
-def model_path() -> Path:
-    embedder = make_embedder(Settings())
-    assert isinstance(embedder, SentenceTransformerEmbedder)
-    return embedder.path
-
-
 def langchain(articles: list[Article]) -> tuple[Search, dict[str, Any]]:
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
     from langchain_community.vectorstores import FAISS
     from langchain_core.documents import Document
-    from langchain_huggingface import HuggingFaceEmbeddings
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    embeddings = HuggingFaceEmbeddings(
-        model_name=str(model_path()),
-        model_kwargs={"device": "cpu"},
-        encode_kwargs={"normalize_embeddings": True},
-    )
+    embeddings, splitter = langchain_parts(add_start_index=True)
     docs = [Document(page_content=a.text, metadata={"source": a.file_name}) for a in articles]
-    splitter = RecursiveCharacterTextSplitter(
-        chunk_size=LANGCHAIN_CHUNK_CHARS,
-        chunk_overlap=LANGCHAIN_OVERLAP_CHARS,
-        add_start_index=True,
-    )
     chunks = splitter.split_documents(docs)
     retriever = FAISS.from_documents(chunks, embeddings).as_retriever(search_kwargs={"k": K})
 
@@ -125,15 +106,8 @@ def langchain(articles: list[Article]) -> tuple[Search, dict[str, Any]]:
 
 def llamaindex(articles: list[Article]) -> tuple[Search, dict[str, Any]]:
     from llama_index.core import Document, VectorStoreIndex
-    from llama_index.core import Settings as LlamaSettings
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-    from transformers import AutoTokenizer
 
-    path = model_path()
-    # LlamaIndex's default tokenizer (tiktoken) downloads its vocabulary on first use, which
-    # this offline machine cannot; its splitter counts MiniLM tokens instead (same chunk size).
-    LlamaSettings.tokenizer = AutoTokenizer.from_pretrained(str(path)).encode
-    LlamaSettings.embed_model = HuggingFaceEmbedding(model_name=str(path), device="cpu")
+    configure_llamaindex()
     docs = [
         Document(text=a.text, id_=a.file_name, metadata={"file_name": a.file_name})
         for a in articles
