@@ -71,6 +71,10 @@ SOAK_REQUESTS, SOAK_CONCURRENCY = 2000, 8
 BURST_CLIENTS, BURST_SLOTS, BURST_QUEUE = 200, 4, 32
 DISCONNECT_REQUESTS = 200
 REQUEST_TIMEOUT_S = 60.0
+# Clients drop idle connections before the server does (uvicorn closes them after 5 s): else a
+# request sent on a connection the server is closing that instant fails (a race every HTTP
+# client has on reused connections, which a loaded machine makes likely).
+KEEPALIVE_S = 2.0
 
 
 def rss_mb(pid: int) -> float:
@@ -110,7 +114,7 @@ async def soak(
     endings: Counter[str] = Counter()
     memory: dict[str, float] = {}
     gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency)
+    limits = httpx.Limits(max_connections=concurrency, keepalive_expiry=KEEPALIVE_S)
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
 
@@ -142,14 +146,16 @@ async def soak(
 
 
 async def burst(url: str, clients: int = BURST_CLIENTS) -> dict[str, Any]:
-    """`clients` requests released together over connections opened beforehand: how each
+    """`clients` requests released together, each on a connection of its own: how each
     ended, and whether every refusal carries Retry-After and a message. (One Python client
     cannot time 200 simultaneous requests fairly, its own event loop is the bottleneck: `hey`
-    gives the response times.)"""
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    gives the response times.) The connections are opened when the requests go, not
+    beforehand: on a loaded machine a connection opened early can sit idle past the server's
+    keep-alive timeout (5 s) and be closed just as its request is sent, a race every HTTP
+    client meets on a reused connection and not what this measures."""
+    limits = httpx.Limits(max_connections=clients, keepalive_expiry=KEEPALIVE_S)
     outcomes: list[dict[str, Any]] = []
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
-        await asyncio.gather(*(client.get("/healthz") for _ in range(clients)))
         go = asyncio.Event()
 
         async def one(number: int) -> None:
@@ -198,7 +204,7 @@ async def disconnects(
     chance = random.Random(seed)
     plans = [(chance.choice(PLANS), chance.random()) for _ in range(requests)]
     gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency + 2)
+    limits = httpx.Limits(max_connections=concurrency + 2, keepalive_expiry=KEEPALIVE_S)
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
         # the idle level: after the same concurrency once, so lazily started pools are counted
         await asyncio.gather(*(ask_once(client, QUESTIONS[0]) for _ in range(2 * concurrency)))

@@ -54,12 +54,16 @@ def test_hey_reproduces_the_burst_and_refusals_are_fast(indexed: Settings) -> No
         assert set(statuses) == {"200", "429"}, statuses
         assert statuses["200"]["n"] == 36  # all arrive at once: 4 slots + 32 queue places
         assert statuses["200"]["n"] + statuses["429"]["n"] == 200
-    # 200 requests arrive within a few ms on 2 cores shared with hey, and the last refusal
-    # waits for those before it. The first burst after start-up also starts threads; the
-    # figures of both runs are in RESULTS.md.
-    cold, warm = (statuses["429"] for statuses in result["runs"])
-    assert warm["p50_ms"] < 100 and warm["max_ms"] < 250, result
-    assert cold["max_ms"] < 500, result
+    # Refusing must cost a small fraction of answering, measured in the same burst (the
+    # machine is shared: absolute times double when it is busy, the ratio does not). The
+    # committed run: refusals 53 ms p50 / 76 ms max against answers' 1,430 ms p50. 200
+    # requests arrive within a few ms on 2 cores shared with hey, and the last refusal waits
+    # for those before it; the first burst after start-up also starts threads.
+    cold, warm = result["runs"]
+    answer_ms = warm["200"]["p50_ms"]
+    assert warm["429"]["p50_ms"] < answer_ms / 10, result
+    assert warm["429"]["max_ms"] < answer_ms / 4, result
+    assert cold["429"]["max_ms"] < cold["200"]["p50_ms"] / 3, result
 
 
 def test_clients_leaving_at_random_points_leave_no_thread_task_or_slot_behind(
