@@ -10,14 +10,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from rag import store
 from rag.answer import Answerer
+from rag.corpus import make_store
 from rag.embeddings import make_embedder
 from rag.errors import RagError, UsageError
-from rag.ingestion import IngestReport, default_progress, ingest
+from rag.ingestion import IngestReport, default_progress
 from rag.llm import make_llm
 from rag.retrieval import MODES, Retriever
-from rag.settings import LLMName, Settings
+from rag.settings import LLMName, Settings, StoreName
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "llm",
                     "top_k",
                     "retrieval",
+                    "store",
                 )
             },
         )
@@ -79,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="embedding model: all-MiniLM-L6-v2 (default, $RAG_EMBEDDING_MODEL), a local "
         "sentence-transformers folder, or 'hashing' (no model; for tests)",
+    )
+    common.add_argument(
+        "--store",
+        choices=get_args(StoreName),
+        default=None,
+        help="faiss: files in --index (default, $RAG_STORE); pgvector: PostgreSQL at "
+        "$RAG_DATABASE_URL, shared by several workers",
     )
     common.add_argument("--json", action="store_true", help="print a machine-readable result")
 
@@ -221,9 +229,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     embedder = make_embedder(settings)
-    report = ingest(
+    report = make_store(settings).ingest(
         args.paths,
-        settings,
         embedder,
         prune=args.prune,
         progress=not args.quiet and not args.json and default_progress(),
@@ -242,7 +249,9 @@ def _print_report(report: IngestReport) -> None:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     for item in report.ignored:
         print(f"ignored {item.path}: {item.reason}", file=sys.stderr)
-    where = f"{report.index_dir.rstrip('/')}/"
+    where = report.index_dir  # a database URL
+    if "://" not in where:
+        where = f"{where.rstrip('/')}/"
     if not report.wrote:
         state = "up to date" if report.version else "nothing to index"
         print(
@@ -261,8 +270,7 @@ def _print_report(report: IngestReport) -> None:
 
 
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
-    index = store.load(settings.index_dir)
-    retriever = Retriever(index, make_embedder(settings))
+    retriever = Retriever(make_store(settings).open(), make_embedder(settings))
     hits = retriever.search(
         args.question,
         k=args.k,
@@ -285,7 +293,7 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         )
         print(f"    {_snippet(hit.chunk.text)}")
     if not hits:
-        print("no chunk matches" if retriever.index.chunks else "the index is empty")
+        print("no chunk matches" if retriever.index.manifest.n_chunks else "the index is empty")
     return EXIT_OK
 
 
@@ -345,7 +353,7 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
 def _local_events(question: str, settings: Settings) -> Iterator[tuple[str, Any]]:
     """The pipeline in this process, as the same (name, payload) events the server sends."""
     embedder = make_embedder(settings)
-    retriever = Retriever(store.load(settings.index_dir), embedder)
+    retriever = Retriever(make_store(settings).open(), embedder)
     answerer = Answerer(retriever, make_llm(settings), settings)
     embedder.embed(["warm up"])  # load the model now, so the timings show the answer's own cost
     for event in answerer.stream(question):

@@ -4,11 +4,12 @@ RagError                  anything this package reports to a user in one sentenc
 ├── UsageError            bad settings or arguments (CLI exit status 2)
 ├── DocumentError         one file cannot be ingested; carries the reason
 ├── DependencyMissing     an optional backend's package is not installed
-└── IndexError_           the on-disk index cannot be used
+└── IndexError_           the index (a folder, or tables in PostgreSQL) cannot be used
     ├── IndexNotFound     nothing has been ingested into that folder yet
     ├── IndexCorrupt      files missing, truncated or inconsistent
     ├── IndexMismatch     built with another embedding model than the one selected
-    └── IndexLocked       another ingest is writing to the same folder
+    ├── IndexLocked       another ingest is writing to the same folder
+    └── StoreUnavailable  the database holding the index cannot be reached
 """
 
 
@@ -46,3 +47,7 @@ class IndexMismatch(IndexError_):
 
 class IndexLocked(IndexError_):
     """Another process is writing the index."""
+
+
+class StoreUnavailable(IndexError_):
+    """The database holding the index does not answer (down, unreachable, refusing)."""

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from rag import store
 from rag.chunks import Chunk, Chunker
+from rag.corpus import Corpus
 from rag.documents import Candidate, Skipped, content_hash, discover, parse_document
 from rag.embeddings import Embedder, Vectors
 from rag.errors import DocumentError, IndexError_, IndexNotFound, UsageError
@@ -53,6 +54,28 @@ class IngestReport:
         return asdict(self)
 
 
+class FolderStore:
+    """FAISS + BM25 files in `settings.index_dir`, versioned and swapped atomically."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.index_dir}/"
+
+    def version(self) -> str | None:
+        return store.current_version(self.settings.index_dir)
+
+    def open(self) -> Corpus:
+        return store.load(self.settings.index_dir)
+
+    def ingest(
+        self, paths: Sequence[Path], embedder: Embedder, *, prune: bool = True, progress: bool
+    ) -> IngestReport:
+        return ingest(paths, self.settings, embedder, prune=prune, progress=progress)
+
+
 @dataclass
 class _Plan:
     """What the new version holds: per source, its file entry and either new chunks to embed or
@@ -73,40 +96,15 @@ def ingest(
 ) -> IngestReport:
     """Bring the index in `settings.index_dir` up to date with the files under `paths`."""
     started = time.perf_counter()
-    if settings.chunk_size_tokens > embedder.max_tokens:
-        raise UsageError(
-            f"chunk size {settings.chunk_size_tokens} tokens exceeds what {embedder.name} reads "
-            f"({embedder.max_tokens} tokens): the rest of each chunk would be silently ignored"
-        )
+    chunker = make_chunker(settings, embedder)
     report = IngestReport(index_dir=str(settings.index_dir))
-    chunker = Chunker(
-        embedder.count_tokens, settings.chunk_size_tokens, settings.chunk_overlap_tokens
-    )
     with store.lock(settings.index_dir):
         previous = _load_previous(settings, embedder, report)
         reusable = previous if report.rebuild_reason is None else None
-        found = discover(paths)
-        report.skipped, report.ignored = found.skipped, found.ignored
-        plan = _Plan()
         old_files = previous.manifest.files if previous else {}
-        found.candidates = _keep_known_names(found.candidates, old_files)
-        for candidate in tqdm(found.candidates, desc="reading", unit="file", disable=not progress):
-            _plan_file(candidate, old_files if reusable else {}, chunker, plan, report)
-        seen = {c.source for c in found.candidates}
-        for source, entry in old_files.items():
-            if source in seen:
-                continue
-            if prune and entry.from_folder and Path(entry.root) in found.folders:
-                report.removed.append(source)
-            elif reusable is not None:
-                plan.entries[source] = entry
-                plan.reused.add(source)
-            else:  # rebuilding: read it again from where it was found
-                candidate = Candidate(Path(entry.path), source, Path(entry.root), entry.from_folder)
-                _plan_file(candidate, {}, chunker, plan, report)
+        plan = plan_files(paths, old_files, reusable is not None, chunker, prune, progress, report)
 
         restructure = previous is not None and previous.manifest.index_type != settings.index_type
-        report.n_files = len(plan.entries)
         if previous is not None and not (
             report.added or report.changed or report.removed or report.rebuild_reason or restructure
         ):
@@ -132,6 +130,50 @@ def ingest(
     return report
 
 
+def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
+    if settings.chunk_size_tokens > embedder.max_tokens:
+        raise UsageError(
+            f"chunk size {settings.chunk_size_tokens} tokens exceeds what {embedder.name} reads "
+            f"({embedder.max_tokens} tokens): the rest of each chunk would be silently ignored"
+        )
+    return Chunker(embedder.count_tokens, settings.chunk_size_tokens, settings.chunk_overlap_tokens)
+
+
+def plan_files(
+    paths: Sequence[Path],
+    old_files: dict[str, FileEntry],
+    reusable: bool,
+    chunker: Chunker,
+    prune: bool,
+    progress: bool,
+    report: IngestReport,
+) -> _Plan:
+    """What the index holds after this ingest: files found under `paths` (new or changed ones
+    read and chunked, unchanged ones reused when `reusable`), files of the index not found
+    again (kept, or pruned when their folder was walked again; read again when not
+    `reusable`). Fills the report's added, changed, removed, unchanged and skipped lists."""
+    found = discover(paths)
+    report.skipped, report.ignored = found.skipped, found.ignored
+    plan = _Plan()
+    found.candidates = _keep_known_names(found.candidates, old_files)
+    for candidate in tqdm(found.candidates, desc="reading", unit="file", disable=not progress):
+        _plan_file(candidate, old_files if reusable else {}, chunker, plan, report)
+    seen = {c.source for c in found.candidates}
+    for source, entry in old_files.items():
+        if source in seen:
+            continue
+        if prune and entry.from_folder and Path(entry.root) in found.folders:
+            report.removed.append(source)
+        elif reusable:
+            plan.entries[source] = entry
+            plan.reused.add(source)
+        else:  # rebuilding: read it again from where it was found
+            candidate = Candidate(Path(entry.path), source, Path(entry.root), entry.from_folder)
+            _plan_file(candidate, {}, chunker, plan, report)
+    report.n_files = len(plan.entries)
+    return plan
+
+
 def _load_previous(
     settings: Settings, embedder: Embedder, report: IngestReport
 ) -> StoredIndex | None:
@@ -142,22 +184,28 @@ def _load_previous(
     except IndexError_ as err:
         report.rebuild_reason = f"the previous index is unusable ({err}); building a new one"
         return None
-    m = previous.manifest
+    report.rebuild_reason = rebuild_reason(previous.manifest, settings, embedder)
+    return previous
+
+
+def rebuild_reason(manifest: Manifest, settings: Settings, embedder: Embedder) -> str | None:
+    """Why every file must be chunked and embedded again, if it must."""
+    m = manifest
     if (m.embedding_model, m.dimension) != (embedder.name, embedder.dimension):
-        report.rebuild_reason = (
+        return (
             f"embedding model changed from {m.embedding_model} ({m.dimension}d) to "
             f"{embedder.name} ({embedder.dimension}d): re-embedding every file"
         )
-    elif (m.chunk_size_tokens, m.chunk_overlap_tokens) != (
+    if (m.chunk_size_tokens, m.chunk_overlap_tokens) != (
         settings.chunk_size_tokens,
         settings.chunk_overlap_tokens,
     ):
-        report.rebuild_reason = (
+        return (
             f"chunk settings changed from {m.chunk_size_tokens}/{m.chunk_overlap_tokens} to "
             f"{settings.chunk_size_tokens}/{settings.chunk_overlap_tokens} tokens (size/overlap): "
             "re-chunking and re-embedding every file"
         )
-    return previous
+    return None
 
 
 def _keep_known_names(

@@ -1,4 +1,5 @@
-"""A question -> the best chunks of the index: dense (FAISS), lexical (BM25), or both fused.
+"""A question -> the best chunks of the index: dense (vectors), lexical (BM25 or PostgreSQL
+full-text search), or both fused. The store (`rag.corpus`) finds the candidates; ranking is here.
 
 Hybrid fuses the two by relative score fusion (as Weaviate does): each side's scores are
 scaled to [0, 1] over its candidates (cosine: min to max; BM25: divided by the best), and the
@@ -18,10 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag.chunks import Chunk
+from rag.corpus import Corpus
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatch, UsageError
 from rag.settings import RetrievalMode
-from rag.store import StoredIndex
 
 Mode = RetrievalMode
 MODES: tuple[str, ...] = get_args(Mode)
@@ -50,7 +51,7 @@ class Hit:
 class Retriever:
     def __init__(
         self,
-        index: StoredIndex,
+        index: Corpus,
         embedder: Embedder,
         *,
         dense_weight: float = DENSE_WEIGHT,
@@ -86,36 +87,27 @@ class Retriever:
             raise UsageError(f"unknown retrieval mode {mode!r}: choose one of {', '.join(MODES)}")
         if mmr_lambda is not None and not 0.0 <= mmr_lambda <= 1.0:
             raise UsageError(f"mmr_lambda must be between 0 and 1, got {mmr_lambda}")
-        if self.index.vectors.size == 0:
-            return []
         pool = max(50, 4 * k)  # candidates from each side before fusion / MMR
-        dense: dict[int, float] = {}
-        lexical: dict[int, float] = {}
-        query_vector = None
+        vector = None
         if mode != "bm25" or mmr_lambda is not None:
-            query_vector = self._embedder.embed([query])[0]
-        if mode != "bm25":
-            assert query_vector is not None
-            scores, rows = self.index.vectors.search(query_vector[None, :], pool)
-            dense = {int(r): float(s) for s, r in zip(scores[0], rows[0], strict=True) if r >= 0}
-        if mode != "dense":
-            scores, rows = self.index.lexical.search(query, pool)
-            lexical = {int(r): float(s) for s, r in zip(scores, rows, strict=True)}
-
-        ranked = self._rank(mode, dense, lexical)
-        if mode == "hybrid" and query_vector is not None:
-            missing = [row for row, _ in ranked if row not in dense]
-            if missing:  # cosines of chunks only BM25 found, for min_score and for users
-                vectors = self.index.vectors.reconstruct(missing)
-                dense.update(zip(missing, (vectors @ query_vector).tolist(), strict=True))
+            vector = self._embedder.embed([query])[0]
+        found = self.index.candidates(
+            query,
+            vector,
+            pool,
+            dense=mode != "bm25",
+            lexical=mode != "dense",
+            with_vectors=mmr_lambda is not None,
+        )
+        ranked = self._rank(mode, found.dense, found.lexical)
         if min_score is not None:
-            own = lexical if mode == "bm25" else dense
-            ranked = [(row, s) for row, s in ranked if own.get(row, -1e9) >= min_score]
-        if mmr_lambda is not None and query_vector is not None:
-            ranked = self._mmr(ranked, query_vector, k, mmr_lambda)
+            own = found.lexical if mode == "bm25" else found.cosine
+            ranked = [(key, s) for key, s in ranked if own.get(key, -1e9) >= min_score]
+        if mmr_lambda is not None and vector is not None:
+            ranked = self._mmr(ranked, found.vectors, vector, k, mmr_lambda)
         return [
-            Hit(rank, score, self.index.chunks[row], dense.get(row), lexical.get(row))
-            for rank, (row, score) in enumerate(ranked[:k], start=1)
+            Hit(rank, score, found.chunks[key], found.cosine.get(key), found.lexical.get(key))
+            for rank, (key, score) in enumerate(ranked[:k], start=1)
         ]
 
     def _rank(
@@ -141,6 +133,7 @@ class Retriever:
     def _mmr(
         self,
         ranked: list[tuple[int, float]],
+        stored: dict[int, NDArray[np.float32]],
         query: NDArray[np.float32],
         k: int,
         lam: float,
@@ -149,11 +142,10 @@ class Retriever:
         similarity to the chunks already picked."""
         if not ranked:
             return ranked
-        rows = [row for row, _ in ranked]
-        vectors = self.index.vectors.reconstruct(rows)
+        vectors = np.stack([stored[key] for key, _ in ranked]).astype(np.float32)
         relevance = vectors @ query
         chosen: list[int] = []
-        left = list(range(len(rows)))
+        left = list(range(len(ranked)))
         while left and len(chosen) < k:
             if chosen:
                 redundancy = (vectors[left] @ vectors[chosen].T).max(axis=1)

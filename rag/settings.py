@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,41 @@ from rag.errors import UsageError
 IndexType = Literal["flat", "hnsw"]
 LLMName = Literal["llamacpp", "mock", "extractive", "openai"]
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
+StoreName = Literal["faiss", "pgvector"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True)
 class Settings:
-    index_dir: Path = field(default=Path("index"), metadata={"help": "folder of the on-disk index"})
+    store: StoreName = field(
+        default="faiss",
+        metadata={
+            "help": "'faiss' (files in index_dir, one machine) or 'pgvector' (PostgreSQL at "
+            "database_url, shared by several workers)"
+        },
+    )
+    index_dir: Path = field(
+        default=Path("index"), metadata={"help": "folder of the on-disk index (store faiss)"}
+    )
+    database_url: str = field(
+        default="",
+        metadata={
+            "help": "PostgreSQL with pgvector for store pgvector, e.g. "
+            "postgresql://rag:secret@db:5432/rag"
+        },
+    )
+    database_schema: str = field(
+        default="",
+        metadata={
+            "help": "PostgreSQL schema of the tables (created if missing; default: the "
+            "connection's search_path, usually public): several indexes in one database"
+        },
+    )
+    database_pool_size: int = field(
+        default=4, metadata={"help": "connections each process keeps to the database"}
+    )
     embedding_model: str = field(
         default=DEFAULT_MODEL,
         metadata={
@@ -147,6 +176,7 @@ class Settings:
             ("index type", self.index_type, IndexType),
             ("llm", self.llm, LLMName),
             ("retrieval", self.retrieval, RetrievalMode),
+            ("store", self.store, StoreName),
         ):
             if value not in get_args(allowed):
                 raise UsageError(
@@ -163,6 +193,17 @@ class Settings:
             )
         if not 0 <= self.port <= 65535:
             raise UsageError(f"port must be between 0 and 65535, got {self.port}")
+        if self.store == "pgvector" and not self.database_url:
+            raise UsageError(
+                "RAG_STORE=pgvector needs RAG_DATABASE_URL (e.g. postgresql://user:pw@host/db)"
+            )
+        if self.database_schema and not SCHEMA_NAME.fullmatch(self.database_schema):
+            raise UsageError(
+                f"database schema {self.database_schema!r} is not a plain lower-case name "
+                "(letters, digits, _)"
+            )
+        if self.database_pool_size < 1:
+            raise UsageError(f"database pool size must be positive, got {self.database_pool_size}")
         if self.embed_batch_size < 1:
             raise UsageError(f"embed batch size must be positive, got {self.embed_batch_size}")
 

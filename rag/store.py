@@ -27,7 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from rag.chunks import Chunk
+from rag.corpus import Candidates
 from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound
 from rag.index import FaissIndex
 from rag.lexical import LexicalIndex
@@ -84,6 +88,38 @@ class StoredIndex:
     chunks: list[Chunk]
     vectors: FaissIndex
     lexical: LexicalIndex
+
+    def candidates(
+        self,
+        query: str,
+        vector: NDArray[np.float32] | None,
+        pool: int,
+        *,
+        dense: bool,
+        lexical: bool,
+        with_vectors: bool = False,
+    ) -> Candidates:
+        """The `Corpus` seam: keys are FAISS row numbers."""
+        found = Candidates()
+        if self.vectors.size == 0:
+            return found
+        if dense and vector is not None:
+            scores, rows = self.vectors.search(vector[None, :], pool)
+            pairs = zip(scores[0], rows[0], strict=True)
+            found.dense = {int(r): float(s) for s, r in pairs if r >= 0}
+        if lexical:
+            scores, rows = self.lexical.search(query, pool)
+            found.lexical = {int(r): float(s) for s, r in zip(scores, rows, strict=True)}
+        keys = list(found.dense | found.lexical)
+        found.chunks = {key: self.chunks[key] for key in keys}
+        found.cosine = dict(found.dense)
+        missing = [key for key in keys if key not in found.dense]
+        if vector is not None and missing:  # chunks only the lexical side found
+            cosines = self.vectors.reconstruct(missing) @ vector
+            found.cosine.update(zip(missing, cosines.tolist(), strict=True))
+        if with_vectors and keys:
+            found.vectors = dict(zip(keys, self.vectors.reconstruct(keys), strict=True))
+        return found
 
 
 def load(index_dir: Path) -> StoredIndex:

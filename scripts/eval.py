@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -22,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CITATION = re.compile(r"\s*\[\d+\]")
 sys.path.insert(0, str(ROOT))
 
-from rag import store  # noqa: E402
 from rag.answer import Answerer  # noqa: E402
 from rag.chunks import Chunk  # noqa: E402
+from rag.corpus import make_store  # noqa: E402
 from rag.embeddings import make_embedder  # noqa: E402
 from rag.errors import RagError  # noqa: E402
 from rag.evaluation import (  # noqa: E402
@@ -34,7 +35,6 @@ from rag.evaluation import (  # noqa: E402
     sample,
     token_f1,
 )
-from rag.ingestion import ingest  # noqa: E402
 from rag.llm import make_llm  # noqa: E402
 from rag.retrieval import MODES, Hit, Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrieval", choices=MODES, default="hybrid")
     parser.add_argument("--limit", type=int, default=None, help="ask only the first N questions")
     parser.add_argument("--index", type=Path, default=None, help="keep the index in DIR")
+    parser.add_argument(
+        "--store",
+        choices=["faiss", "pgvector"],
+        default=None,
+        help="where the index lives (default $RAG_STORE or faiss); pgvector uses "
+        "$RAG_DATABASE_URL, in a schema of its own that is dropped afterwards",
+    )
     parser.add_argument("--model", default=None, help="embedding model (default: MiniLM)")
     parser.add_argument(
         "--llm",
@@ -93,16 +100,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     articles = load_articles(args.dataset)
+    settings = Settings.from_env().replace(embedding_model=args.model, store=args.store)
+    if settings.store == "pgvector":  # a schema of its own, dropped afterwards
+        settings = settings.replace(database_schema=f"rag_eval_{os.getpid()}")
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "squad"
         write_articles(articles, corpus)
-        settings = Settings.from_env().replace(
-            index_dir=args.index or Path(tmp) / "index", embedding_model=args.model
-        )
+        settings = settings.replace(index_dir=args.index or Path(tmp) / "index")
         embedder = make_embedder(settings)
-        ingest([corpus], settings, embedder, progress=sys.stderr.isatty() and not args.json)
-        index = store.load(settings.index_dir)
-    retriever = Retriever(index, embedder)
+        store = make_store(settings)
+        try:
+            store.ingest([corpus], embedder, progress=sys.stderr.isatty() and not args.json)
+            index = store.open()
+            return evaluate(args, settings, Retriever(index, embedder), articles)
+        finally:
+            drop = getattr(store, "drop_schema", None)
+            if drop is not None:
+                drop()
+
+
+def evaluate(
+    args: argparse.Namespace, settings: Settings, retriever: Retriever, articles: list[Article]
+) -> dict[str, Any]:
+    index = retriever.index
     settings = settings.replace(retrieval=args.retrieval)
     retriever.search("warm up", 1, mode=args.retrieval)
 

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rag import store
 from rag.answer import Answerer, Done, Prepared, Token
+from rag.corpus import make_store
 from rag.embeddings import Embedder, make_embedder
 from rag.errors import IndexNotFound, RagError
-from rag.ingestion import IngestReport, ingest
+from rag.ingestion import IngestReport
 from rag.llm import LLM, make_llm
 from rag.retrieval import Mode, Retriever
 from rag.server.pool import GenerationPool
@@ -33,6 +33,9 @@ def retrieval_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+UNREACHABLE = "(unreachable)"
+
+
 class NotReady(RagError):
     """The index or the LLM is not available; the message says why and what to do."""
 
@@ -42,6 +45,7 @@ class Service:
         self, settings: Settings, *, embedder: Embedder | None = None, llm: LLM | None = None
     ) -> None:
         self.settings = settings
+        self.store = make_store(settings)
         self.embedder = embedder
         self.llm = llm
         self.pool = GenerationPool(
@@ -92,15 +96,15 @@ class Service:
             log.warning("warm-up generation failed: %s", err)
 
     def reload(self) -> None:
-        """Load the live index version if it is not the one in use."""
+        """Open the index again if its version is not the one in use."""
         with self._reload_lock:
             assert self.embedder is not None
             try:
-                version = store.current_version(self.settings.index_dir)
+                version = self.store.version()
                 self._tried = version
                 if version is not None and version == self._version and self.index_error is None:
                     return
-                index = store.load(self.settings.index_dir)
+                index = self.store.open()
                 retriever = Retriever(index, self.embedder)
             except RagError as err:
                 self.index_error = str(err)
@@ -109,8 +113,8 @@ class Service:
                 return
             if self.llm is not None:
                 self._answerer = Answerer(retriever, self.llm, self.settings)
-            self._version, self.index_error = index.version, None
-            log.info("serving index version %s (%d chunks)", index.version, len(index.chunks))
+            self._version, self.index_error = version, None
+            log.info("serving index %s (version %s)", self.store.where, version)
 
     @property
     def not_ready_reason(self) -> str | None:
@@ -126,9 +130,15 @@ class Service:
         return self._answerer
 
     def refresh(self) -> None:
-        """Reload if another process swapped in a new index version (or removed it); a version
-        that failed to load is not tried again until the pointer changes. Blocking."""
-        if store.current_version(self.settings.index_dir) != self._tried:
+        """Open the index again if another process changed its version (or removed it), or
+        if the store answers again after an outage; a version that failed to load is not
+        tried again until it changes. Blocking."""
+        try:
+            version = self.store.version()
+        except RagError as err:
+            self.index_error, self._tried = str(err), UNREACHABLE
+            return
+        if version != self._tried:
             self.reload()
 
     def prepare(self, question: str, top_k: int | None, retrieval: Mode | None) -> Prepared:
@@ -149,6 +159,6 @@ class Service:
         assert self.embedder is not None
         upload_dir = self.settings.upload_dir
         with self.ingest_lock:
-            report = ingest([Path(upload_dir)], self.settings, self.embedder, prune=True)
+            report = self.store.ingest([Path(upload_dir)], self.embedder, progress=False)
             self.reload()
         return report

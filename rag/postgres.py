@@ -1,0 +1,540 @@
+"""The index in PostgreSQL, for several API workers sharing one store: chunks with their
+embeddings (pgvector, an HNSW index for cosine distance) and a `tsvector` column (a GIN index)
+for full-text search, and the files with their hashes, in tables this module creates and
+migrates itself (`rag_schema` records the version).
+
+Hybrid retrieval runs in the database, one statement per question (one snapshot): the nearest
+vectors, the best `ts_rank_cd` matches of the question's words (any of them), and the chunks of
+both; fusion stays in `rag.retrieval`. Ingestion is incremental and transactional: each file's
+old chunks are replaced by its new ones in one transaction, so a reader never sees half a file,
+and a crash loses nothing already committed. A change of embedding model or chunk settings
+replaces everything in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import astuple
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from numpy.typing import NDArray
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from rag.chunks import Chunk
+from rag.corpus import Candidates, Corpus
+from rag.embeddings import Embedder
+from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound, StoreUnavailable, UsageError
+from rag.ingestion import IngestReport, embed_all, make_chunker, plan_files, rebuild_reason
+from rag.settings import Settings
+from rag.store import FileEntry, Manifest
+
+# Applied in order, each once, in one transaction under an advisory lock: append, never edit.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE EXTENSION IF NOT EXISTS vector SCHEMA public;
+    CREATE TABLE rag_meta (key text PRIMARY KEY, value text NOT NULL);
+    CREATE TABLE rag_files (
+        source text PRIMARY KEY,
+        path text NOT NULL,
+        root text NOT NULL,
+        from_folder boolean NOT NULL,
+        sha256 text NOT NULL,
+        size bigint NOT NULL,
+        title text NOT NULL,
+        n_chunks integer NOT NULL
+    );
+    CREATE TABLE rag_chunks (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        source text NOT NULL REFERENCES rag_files (source) ON DELETE CASCADE,
+        chunk_no integer NOT NULL,
+        title text NOT NULL,
+        start_char integer NOT NULL,
+        end_char integer NOT NULL,
+        text text NOT NULL,
+        sha256 text NOT NULL,
+        embedding vector NOT NULL,
+        tsv tsvector NOT NULL,  -- both set by the trigger below, from title and text
+        n_words integer NOT NULL,
+        UNIQUE (source, chunk_no)
+    );
+    CREATE FUNCTION rag_chunk_words() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        NEW.tsv := to_tsvector('english', NEW.title || E'\\n' || NEW.text);
+        NEW.n_words := (
+            SELECT coalesce(sum(coalesce(array_length(positions, 1), 1)), 0) FROM unnest(NEW.tsv)
+        );
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER rag_chunk_words BEFORE INSERT OR UPDATE OF title, text ON rag_chunks
+        FOR EACH ROW EXECUTE FUNCTION rag_chunk_words();
+    CREATE INDEX rag_chunks_tsv ON rag_chunks USING gin (tsv);
+    CREATE INDEX rag_chunks_source ON rag_chunks (source);
+    -- BM25's statistics, kept by each ingest transaction: chunks holding each word, and totals
+    CREATE TABLE rag_words (word text PRIMARY KEY, n_chunks integer NOT NULL);
+    CREATE TABLE rag_totals (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        n_chunks bigint NOT NULL,
+        n_words bigint NOT NULL
+    );
+    INSERT INTO rag_totals VALUES (true, 0, 0);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+# advisory locks (database-wide, hence named by schema): migrations, and one ingest at a time
+MIGRATION_LOCK, INGEST_LOCK = "rag migration", "rag ingest"
+LOCK_WAIT_S = 60.0
+CONNECT_TIMEOUT_S = 3
+POOL_TIMEOUT_S = 5.0
+EF_SEARCH = 100  # HNSW candidates per query (pgvector's default 40 is below our pool of 50)
+META_KEYS = ("embedding_model", "dimension", "chunk_size_tokens", "chunk_overlap_tokens", "epoch")
+COPY_CHUNKS = (
+    "COPY rag_chunks (source, chunk_no, title, start_char, end_char, text, sha256, embedding) "
+    "FROM STDIN"
+)
+
+
+def redacted(url: str) -> str:
+    """The database URL without its password, for messages and logs.
+
+    >>> redacted("postgresql://rag:secret@db:5432/rag")
+    'postgresql://rag@db:5432/rag'
+    """
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the database (unparsable RAG_DATABASE_URL)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    host = str(parts.get("host", "localhost"))
+    if host.startswith("/"):
+        host = f"[socket {host}]"
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{host}{port}/{parts.get('dbname', '')}"
+
+
+class PostgresStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        schema = self.settings.database_schema
+        return redacted(self.settings.database_url) + (f" (schema {schema})" if schema else "")
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Database failures as the index errors the CLI and the server already report."""
+        try:
+            yield
+        except (psycopg.OperationalError, PoolTimeout) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise StoreUnavailable(f"the database {self.where} does not answer: {reason}") from None
+        except psycopg.Error as err:
+            raise IndexCorrupt(f"the database {self.where} failed: {err}".strip()) from None
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A connection of its own (the writer's), with the schema migrated."""
+        with self.errors():
+            conn = psycopg.connect(self.settings.database_url, **self.options())
+            migrate(conn, self.settings.database_schema)
+            register_vector(conn)
+            return conn
+
+    def options(self) -> dict[str, Any]:
+        """Connection options: autocommit (transactions are explicit), a connect timeout, and
+        the schema first on the search path (pgvector's types stay reachable in public)."""
+        options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": True}
+        if self.settings.database_schema:
+            options["options"] = f"-c search_path={self.settings.database_schema},public"
+        return options
+
+    def pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        """The readers' pool, opened at first use (the schema migrated first); a failed open is
+        tried again at the next call."""
+        with self._pool_lock:
+            if self._pool is None:
+                self.connect().close()  # migrates the schema, so the pool can register types
+                pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                    self.settings.database_url,
+                    min_size=1,
+                    max_size=self.settings.database_pool_size,
+                    kwargs=self.options(),
+                    configure=_configure,
+                    check=ConnectionPool.check_connection,
+                    timeout=POOL_TIMEOUT_S,
+                    name="rag",
+                    open=False,
+                )
+                with self.errors():
+                    try:
+                        pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+                    except BaseException:
+                        pool.close()
+                        raise
+                self._pool = pool
+            return self._pool
+
+    def drop_schema(self) -> None:
+        """Remove the schema of `database_schema` and everything in it (evaluations and
+        benchmarks use a schema of their own); never the default one."""
+        schema = self.settings.database_schema
+        if not schema:
+            raise UsageError("drop_schema needs database_schema: the default one is kept")
+        self.close()
+        with self.errors(), psycopg.connect(self.settings.database_url, **self.options()) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    def version(self) -> str | None:
+        """The epoch of the index (a new one after a rebuild); None before the first ingest."""
+        pool = self.pool()
+        with self.errors(), pool.connection() as conn:
+            row = conn.execute("SELECT value FROM rag_meta WHERE key = 'epoch'").fetchone()
+        return None if row is None else str(row[0])
+
+    def open(self) -> Corpus:
+        pool = self.pool()
+        with self.errors(), pool.connection() as conn:
+            manifest = read_manifest(conn)
+        if manifest is None:
+            raise IndexNotFound(
+                f"nothing ingested into {self.where} yet: run `python -m rag ingest PATH` "
+                "with RAG_STORE=pgvector"
+            )
+        return PostgresCorpus(self, manifest.dimension)
+
+    def ingest(
+        self, paths: Sequence[Path], embedder: Embedder, *, prune: bool = True, progress: bool
+    ) -> IngestReport:
+        started = time.perf_counter()
+        chunker = make_chunker(self.settings, embedder)
+        report = IngestReport(index_dir=self.where)
+        conn = self.connect()
+        with self.errors(), conn, writer_lock(conn, self.settings.database_schema):
+            previous = read_manifest(conn)
+            report.rebuild_reason = (
+                rebuild_reason(previous, self.settings, embedder) if previous else None
+            )
+            reusable = previous is not None and report.rebuild_reason is None
+            old_files = previous.files if previous else {}
+            plan = plan_files(paths, old_files, reusable, chunker, prune, progress, report)
+            fresh = [chunk for chunks in plan.new_chunks.values() for chunk in chunks]
+            vectors = embed_all([c.text for c in fresh], embedder, progress)
+            report.n_embedded = len(fresh)
+            rows = dict(zip((c.id for c in fresh), vectors, strict=True))
+            if not reusable:  # first ingest or rebuild: everything in one transaction
+                with conn.transaction():
+                    reset(conn, self.settings, embedder)
+                    for source, chunks in plan.new_chunks.items():
+                        replace_file(conn, source, plan.entries[source], chunks, rows)
+                report.wrote = True
+            else:
+                for source in report.removed:
+                    with conn.transaction():
+                        delete_file(conn, source)
+                for source, chunks in plan.new_chunks.items():
+                    with conn.transaction():
+                        replace_file(conn, source, plan.entries[source], chunks, rows)
+                report.wrote = bool(report.removed or plan.new_chunks)
+            counted = conn.execute("SELECT count(*) FROM rag_chunks").fetchone()
+            report.n_chunks = int(counted[0]) if counted else 0
+            epoch = conn.execute("SELECT value FROM rag_meta WHERE key = 'epoch'").fetchone()
+            report.version = str(epoch[0]) if epoch else None
+        report.seconds = time.perf_counter() - started
+        return report
+
+
+class PostgresCorpus:
+    """Retrieval's view of the tables: always the committed state (no reload needed)."""
+
+    def __init__(self, store: PostgresStore, dimension: int) -> None:
+        self.store = store
+        self.dimension = dimension
+
+    @property
+    def manifest(self) -> Manifest:
+        pool = self.store.pool()
+        with self.store.errors(), pool.connection() as conn:
+            manifest = read_manifest(conn)
+        if manifest is None:
+            raise IndexNotFound(f"the index in {self.store.where} was emptied")
+        return manifest
+
+    def candidates(
+        self,
+        query: str,
+        vector: NDArray[np.float32] | None,
+        pool: int,
+        *,
+        dense: bool,
+        lexical: bool,
+        with_vectors: bool = False,
+    ) -> Candidates:
+        statement = candidates_sql(
+            self.dimension, dense and vector is not None, lexical, vector is not None, with_vectors
+        )
+        params = {"vector": vector, "query": query, "pool": pool}
+        found = Candidates()
+        connections = self.store.pool()
+        with self.store.errors(), connections.connection() as conn:
+            if pool > EF_SEARCH:
+                with conn.transaction():
+                    ef_search = sql.Literal(min(pool, 1000))
+                    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(ef_search))
+                    rows = conn.execute(statement, params).fetchall()
+            else:
+                rows = conn.execute(statement, params).fetchall()
+        for key, near, rank, cosine, *columns in rows:
+            if near is not None:
+                found.dense[key] = float(near)
+            if rank is not None:
+                found.lexical[key] = float(rank)
+            if cosine is not None:
+                found.cosine[key] = float(cosine)
+            source, chunk_no, title, start, end, text, sha256 = columns[:7]
+            found.chunks[key] = Chunk(
+                f"{source}#{chunk_no}", source, title, chunk_no, start, end, text, sha256
+            )
+            if with_vectors:
+                found.vectors[key] = np.asarray(columns[7].to_numpy(), dtype=np.float32)
+        return found
+
+
+# BM25 (Lucene's formula, k1 1.2, b 0.75) over PostgreSQL's own parsing and stemming: the
+# question's words with their IDF from rag_words, the chunks holding any of them (GIN), and each
+# chunk's score from its term frequencies (the positions in its tsvector) and its length.
+LEXICAL = sql.SQL(
+    """words AS MATERIALIZED (
+        SELECT w.word, ln(1 + (t.n_chunks - w.n_chunks + 0.5) / (w.n_chunks + 0.5)) AS idf
+        FROM rag_words w, rag_totals t
+        WHERE w.word = ANY (tsvector_to_array(to_tsvector('english', %(query)s)))
+            AND w.n_chunks > 0
+    ),
+    matched AS (
+        SELECT c.id, c.tsv, c.n_words FROM rag_chunks c
+        WHERE c.tsv @@ (SELECT string_agg(quote_literal(word), ' | ')::tsquery FROM words)
+    ),
+    lexical AS (
+        SELECT m.id, sum(w.idf * f.tf / (f.tf + 1.2 * (0.25 + 0.75 * m.n_words / t.average)))
+            AS rank
+        FROM matched m
+        CROSS JOIN LATERAL (
+            SELECT lexeme, coalesce(array_length(positions, 1), 1) AS tf FROM unnest(m.tsv)
+        ) f
+        JOIN words w ON w.word = f.lexeme
+        CROSS JOIN (
+            SELECT greatest(n_words::float8 / greatest(n_chunks, 1), 1) AS average
+            FROM rag_totals
+        ) t
+        GROUP BY m.id ORDER BY rank DESC LIMIT %(pool)s
+    )"""
+)
+
+
+def candidates_sql(
+    dimension: int, dense: bool, lexical: bool, cosine: bool, with_vectors: bool
+) -> sql.Composed:
+    """One statement for one question: the `pool` nearest chunks (HNSW), the `pool` best
+    full-text matches (GIN; any word of the question, stemmed, ranked by BM25), and
+    for their union the chunk, the cosine and optionally the stored vector."""
+    cast = sql.SQL("::vector({})").format(sql.Literal(dimension))
+    distance = sql.SQL("embedding{cast} <=> %(vector)s{cast}").format(cast=cast)
+    parts: list[sql.Composable] = []
+    union: list[str] = []
+    if dense:
+        parts.append(
+            sql.SQL(
+                "dense AS (SELECT id, 1 - ({d}) AS cosine FROM rag_chunks "
+                "ORDER BY {d} LIMIT %(pool)s)"
+            ).format(d=distance)
+        )
+        union.append("SELECT id FROM dense")
+    if lexical:
+        parts.append(LEXICAL)
+        union.append("SELECT id FROM lexical")
+    near = sql.SQL("dense.cosine") if dense else sql.SQL("NULL::float8")
+    rank = sql.SQL("lexical.rank") if lexical else sql.SQL("NULL::float8")
+    cos = sql.SQL("1 - (c.{d})").format(d=distance) if cosine else sql.SQL("NULL::float8")
+    extra = sql.SQL(", c.embedding") if with_vectors else sql.SQL("")
+    joins = sql.SQL("").join(
+        sql.SQL(f" LEFT JOIN {side} ON {side}.id = c.id")
+        for side, asked in (("dense", dense), ("lexical", lexical))
+        if asked
+    )
+    return sql.SQL(
+        "WITH {parts} SELECT c.id, {near}, {rank}, {cos}, c.source, c.chunk_no, c.title, "
+        "c.start_char, c.end_char, c.text, c.sha256{extra} FROM rag_chunks c{joins} "
+        "WHERE c.id IN ({union})"
+    ).format(
+        parts=sql.SQL(", ").join(parts),
+        near=near,
+        rank=rank,
+        cos=cos,
+        extra=extra,
+        joins=joins,
+        union=sql.SQL(" UNION ".join(union)),
+    )
+
+
+def migrate(conn: psycopg.Connection[Any], schema: str = "") -> None:
+    """Bring the tables to `SCHEMA_VERSION`, one transaction, one process at a time."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [MIGRATION_LOCK])
+        if schema:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS rag_schema "
+            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM rag_schema").fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise IndexCorrupt(
+                f"the database schema is version {current}, newer than this program knows "
+                f"({SCHEMA_VERSION}): upgrade rag"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            conn.execute(MIGRATIONS[version - 1].encode())
+            conn.execute("INSERT INTO rag_schema (version) VALUES (%s)", [version])
+
+
+@contextlib.contextmanager
+def writer_lock(conn: psycopg.Connection[Any], schema: str) -> Iterator[None]:
+    """One ingest at a time across processes and machines; waits up to `LOCK_WAIT_S`."""
+    name = f"{INGEST_LOCK} {schema}"
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [name]).fetchone()
+        if row and row[0]:
+            break
+        if time.monotonic() > deadline:
+            raise IndexLocked(f"another ingest has been writing for over {LOCK_WAIT_S:.0f} s")
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [name])
+
+
+def read_manifest(conn: psycopg.Connection[Any]) -> Manifest | None:
+    meta = dict(conn.execute("SELECT key, value FROM rag_meta").fetchall())
+    if "epoch" not in meta:
+        return None
+    files = {
+        row[0]: FileEntry(*row[1:])  # FileEntry's fields, in order, after the source
+        for row in conn.execute(
+            "SELECT source, path, root, from_folder, sha256, size, title, n_chunks "
+            "FROM rag_files ORDER BY source"
+        ).fetchall()
+    }
+    return Manifest(
+        embedding_model=meta["embedding_model"],
+        dimension=int(meta["dimension"]),
+        chunk_size_tokens=int(meta["chunk_size_tokens"]),
+        chunk_overlap_tokens=int(meta["chunk_overlap_tokens"]),
+        index_type="hnsw",
+        files=files,
+        n_chunks=sum(entry.n_chunks for entry in files.values()),
+        created_at=meta["epoch"],
+    )
+
+
+def reset(conn: psycopg.Connection[Any], settings: Settings, embedder: Embedder) -> None:
+    """Empty the tables for a new embedding model or chunking; the HNSW index is made for the
+    model's dimension (inside the caller's transaction: readers see the old or the new)."""
+    conn.execute("TRUNCATE rag_files, rag_chunks, rag_words")
+    conn.execute("UPDATE rag_totals SET n_chunks = 0, n_words = 0")
+    for (name,) in conn.execute(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'rag_chunks' "
+        "AND indexname LIKE 'rag_chunks_hnsw_%'"
+    ).fetchall():
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX {name} ON rag_chunks USING hnsw "
+            "((embedding::vector({dim})) vector_cosine_ops)"
+        ).format(
+            name=sql.Identifier(f"rag_chunks_hnsw_{embedder.dimension}"),
+            dim=sql.Literal(embedder.dimension),
+        )
+    )
+    meta = {
+        "embedding_model": embedder.name,
+        "dimension": str(embedder.dimension),
+        "chunk_size_tokens": str(settings.chunk_size_tokens),
+        "chunk_overlap_tokens": str(settings.chunk_overlap_tokens),
+        "epoch": f"pg-{time.time_ns()}",
+    }
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO rag_meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            list(meta.items()),
+        )
+
+
+def count_file(conn: psycopg.Connection[Any], source: str, sign: int) -> None:
+    """Add (+1) or withdraw (-1) a file's chunks from BM25's statistics; in the transaction
+    that inserts (after) or deletes (before) them."""
+    params = {"source": source, "sign": sign}
+    conn.execute(
+        "INSERT INTO rag_words (word, n_chunks) "
+        "SELECT word, %(sign)s * count(*) FROM rag_chunks, unnest(tsvector_to_array(tsv)) AS word "
+        "WHERE source = %(source)s GROUP BY word "
+        "ON CONFLICT (word) DO UPDATE SET n_chunks = rag_words.n_chunks + excluded.n_chunks",
+        params,
+    )
+    conn.execute(
+        "UPDATE rag_totals SET n_chunks = rag_totals.n_chunks + %(sign)s * f.n_chunks, "
+        "n_words = rag_totals.n_words + %(sign)s * f.n_words FROM (SELECT count(*) AS n_chunks, "
+        "coalesce(sum(n_words), 0) AS n_words FROM rag_chunks WHERE source = %(source)s) f",
+        params,
+    )
+
+
+def delete_file(conn: psycopg.Connection[Any], source: str) -> None:
+    """A file and its chunks out of the index (call inside a transaction)."""
+    count_file(conn, source, -1)
+    conn.execute("DELETE FROM rag_files WHERE source = %s", [source])
+
+
+def replace_file(
+    conn: psycopg.Connection[Any],
+    source: str,
+    entry: FileEntry,
+    chunks: list[Chunk],
+    vectors: dict[str, NDArray[np.float32]],
+) -> None:
+    """A file's row and chunks instead of its old ones (call inside a transaction)."""
+    delete_file(conn, source)
+    conn.execute(
+        "INSERT INTO rag_files (source, path, root, from_folder, sha256, size, title, n_chunks) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        [source, *astuple(entry)],
+    )
+    with conn.cursor() as cursor, cursor.copy(COPY_CHUNKS) as copy:
+        for c in chunks:
+            row = (c.source, c.chunk_no, c.title, c.start, c.end, c.text, c.sha256, vectors[c.id])
+            copy.write_row(row)
+    count_file(conn, source, +1)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    register_vector(conn)
+    conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(EF_SEARCH)))
