@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,33 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def embedder() -> HashingEmbedder:
     return HashingEmbedder()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL 16 with pgvector for the whole session (pgserver: no root, no system
+    package); each test gets a schema of its own."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+def postgres_settings(settings: Settings, url: str) -> Settings:
+    return settings.replace(
+        store="pgvector", database_url=url, database_schema=f"test_{uuid.uuid4().hex[:12]}"
+    )
+
+
+@pytest.fixture(params=["faiss", "pgvector"])
+def stored(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
+    """`settings` for each store: the same test runs on FAISS files and on PostgreSQL."""
+    if request.param == "faiss":
+        yield settings
+        return
+    from rag.postgres import PostgresStore
+
+    chosen = postgres_settings(settings, request.getfixturevalue("postgres_url"))
+    yield chosen
+    PostgresStore(chosen).drop_schema()

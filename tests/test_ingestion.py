@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from rag import store
-from rag.embeddings import HashingEmbedder
+from rag.corpus import Corpus, make_store
+from rag.embeddings import Embedder, HashingEmbedder
 from rag.errors import IndexLocked, UsageError
-from rag.ingestion import ingest
+from rag.ingestion import IngestReport, ingest
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from tests.conftest import write_corpus
@@ -28,21 +29,37 @@ class CountingEmbedder(HashingEmbedder):
         return super().embed(texts)
 
 
+def into(
+    settings: Settings, paths: list[Path], embedder: Embedder, **options: bool
+) -> IngestReport:
+    """Ingest through the store `settings` selects (FAISS files or PostgreSQL)."""
+    return make_store(settings).ingest(paths, embedder, progress=False, **options)
+
+
+def opened(settings: Settings) -> Corpus:
+    return make_store(settings).open()
+
+
 def top_source(settings: Settings, question: str) -> str:
-    retriever = Retriever(store.load(settings.index_dir), HashingEmbedder())
+    retriever = Retriever(opened(settings), HashingEmbedder())
     return retriever.search(question, k=1)[0].chunk.source
 
 
-def test_round_trip_finds_the_right_chunk(corpus: Path, settings: Settings) -> None:
-    report = ingest([corpus], settings, HashingEmbedder())
+def test_round_trip_finds_the_right_chunk(corpus: Path, stored: Settings) -> None:
+    report = into(stored, [corpus], HashingEmbedder())
     assert report.wrote and not report.skipped
     assert sorted(report.added) == [
         "docs/football.md",
         "docs/nested/primes.html",
         "docs/oxygen.txt",
     ]
-    assert top_source(settings, "Who won Super Bowl 50, the Broncos?") == "docs/football.md"
-    assert top_source(settings, "what is a prime number divisors") == "docs/nested/primes.html"
+    assert top_source(stored, "Who won Super Bowl 50, the Broncos?") == "docs/football.md"
+    assert top_source(stored, "what is a prime number divisors") == "docs/nested/primes.html"
+    assert opened(stored).manifest.n_chunks == report.n_chunks
+
+
+def test_the_folder_index_keeps_chunks_and_offsets(corpus: Path, settings: Settings) -> None:
+    report = ingest([corpus], settings, HashingEmbedder())
     loaded = store.load(settings.index_dir)
     assert loaded.vectors.size == len(loaded.chunks) == report.n_chunks
     assert not any("secret" in c.text for c in loaded.chunks)  # the HTML script was dropped
@@ -53,12 +70,13 @@ def test_round_trip_finds_the_right_chunk(corpus: Path, settings: Settings) -> N
             assert text[chunk.start : chunk.end] == chunk.text
 
 
-def test_incremental_add_change_delete(corpus: Path, settings: Settings) -> None:
+def test_incremental_add_change_delete(corpus: Path, stored: Settings) -> None:
+    settings = stored
     embedder = CountingEmbedder()
-    first = ingest([corpus], settings, embedder)
+    first = into(settings, [corpus], embedder)
     first_count = len(embedder.texts)
 
-    again = ingest([corpus], settings, embedder)
+    again = into(settings, [corpus], embedder)
     assert not again.wrote and again.version == first.version
     assert len(embedder.texts) == first_count  # nothing embedded
     assert sorted(again.unchanged) == sorted(first.added)
@@ -67,52 +85,52 @@ def test_incremental_add_change_delete(corpus: Path, settings: Settings) -> None
     (corpus / "new.md").write_text("# Geology\n\nGeology studies rocks and the Earth.")
     (corpus / "nested" / "primes.html").unlink()
     embedder.texts.clear()
-    report = ingest([corpus], settings, embedder)
+    report = into(settings, [corpus], embedder)
     assert report.added == ["docs/new.md"]
     assert report.changed == ["docs/oxygen.txt"]
     assert report.removed == ["docs/nested/primes.html"]
     assert report.unchanged == ["docs/football.md"]
     assert all("Broncos" not in t for t in embedder.texts)  # the unchanged file was not re-embedded
-    loaded = store.load(settings.index_dir)
-    assert sorted(loaded.manifest.files) == ["docs/football.md", "docs/new.md", "docs/oxygen.txt"]
-    assert {c.source for c in loaded.chunks} == set(loaded.manifest.files)
+    manifest = opened(settings).manifest
+    assert sorted(manifest.files) == ["docs/football.md", "docs/new.md", "docs/oxygen.txt"]
+    assert manifest.n_chunks == report.n_chunks
     assert top_source(settings, "who discovered oxygen Priestley") == "docs/oxygen.txt"
     assert top_source(settings, "Broncos Super Bowl") == "docs/football.md"
 
 
-def test_no_prune_keeps_removed_files(corpus: Path, settings: Settings) -> None:
-    ingest([corpus], settings, HashingEmbedder())
+def test_no_prune_keeps_removed_files(corpus: Path, stored: Settings) -> None:
+    into(stored, [corpus], HashingEmbedder())
     (corpus / "oxygen.txt").unlink()
-    report = ingest([corpus], settings, HashingEmbedder(), prune=False)
+    report = into(stored, [corpus], HashingEmbedder(), prune=False)
     assert report.removed == [] and not report.wrote
-    assert "docs/oxygen.txt" in store.load(settings.index_dir).manifest.files
+    assert "docs/oxygen.txt" in opened(stored).manifest.files
 
 
-def test_other_folders_are_kept_when_one_is_reingested(tmp_path: Path, settings: Settings) -> None:
+def test_other_folders_are_kept_when_one_is_reingested(tmp_path: Path, stored: Settings) -> None:
     a = write_corpus(tmp_path / "a", {"one.md": "apples and pears"})
     b = write_corpus(tmp_path / "b", {"two.md": "rockets and the moon"})
-    ingest([a], settings, HashingEmbedder())
-    ingest([b], settings, HashingEmbedder())
-    files = store.load(settings.index_dir).manifest.files
+    into(stored, [a], HashingEmbedder())
+    into(stored, [b], HashingEmbedder())
+    files = opened(stored).manifest.files
     assert sorted(files) == ["a/one.md", "b/two.md"]
 
 
-def test_model_change_rebuilds_everything(corpus: Path, settings: Settings) -> None:
-    ingest([corpus], settings, HashingEmbedder())
+def test_model_change_rebuilds_everything(corpus: Path, stored: Settings) -> None:
+    into(stored, [corpus], HashingEmbedder())
     other = CountingEmbedder(name="another-model")
-    report = ingest([corpus / "oxygen.txt"], settings, other)
+    report = into(stored, [corpus / "oxygen.txt"], other)
     assert report.rebuild_reason and "embedding model changed" in report.rebuild_reason
-    loaded = store.load(settings.index_dir)
+    loaded = opened(stored)
     assert loaded.manifest.embedding_model == "another-model"
     # every file of the old index was re-read and re-embedded, including ones not named this time
     assert len(loaded.manifest.files) == 3
     assert len(other.texts) == loaded.manifest.n_chunks
 
 
-def test_chunk_settings_change_rebuilds(corpus: Path, settings: Settings) -> None:
-    first = ingest([corpus], settings, HashingEmbedder())
-    smaller = dataclasses.replace(settings, chunk_size_tokens=20, chunk_overlap_tokens=4)
-    report = ingest([corpus], smaller, HashingEmbedder())
+def test_chunk_settings_change_rebuilds(corpus: Path, stored: Settings) -> None:
+    first = into(stored, [corpus], HashingEmbedder())
+    smaller = dataclasses.replace(stored, chunk_size_tokens=20, chunk_overlap_tokens=4)
+    report = into(smaller, [corpus], HashingEmbedder())
     assert report.rebuild_reason and "chunk settings changed" in report.rebuild_reason
     assert report.n_chunks > first.n_chunks
 
@@ -131,7 +149,7 @@ def test_index_type_change_reuses_vectors(corpus: Path, settings: Settings) -> N
     )
 
 
-def test_bad_files_are_skipped_and_the_rest_ingested(tmp_path: Path, settings: Settings) -> None:
+def test_bad_files_are_skipped_and_the_rest_ingested(tmp_path: Path, stored: Settings) -> None:
     docs = write_corpus(
         tmp_path / "docs",
         {
@@ -142,20 +160,20 @@ def test_bad_files_are_skipped_and_the_rest_ingested(tmp_path: Path, settings: S
             "broken.pdf": b"%PDF-1.4 nope",
         },
     )
-    report = ingest([docs, tmp_path / "nope.md", docs / "good.md"], settings, HashingEmbedder())
+    report = into(stored, [docs, tmp_path / "nope.md", docs / "good.md"], HashingEmbedder())
     assert report.added == ["docs/good.md"]  # named twice, ingested once
     reasons = {Path(s.path).name: s.reason for s in report.skipped}
     assert set(reasons) == {"empty.txt", "junk.txt", "latin.md", "broken.pdf", "nope.md"}
     assert reasons["nope.md"] == "no such file or directory"
 
 
-def test_a_file_that_turns_bad_keeps_its_previous_version(corpus: Path, settings: Settings) -> None:
-    ingest([corpus], settings, HashingEmbedder())
+def test_a_file_that_turns_bad_keeps_its_previous_version(corpus: Path, stored: Settings) -> None:
+    into(stored, [corpus], HashingEmbedder())
     (corpus / "oxygen.txt").write_bytes(b"\x00\x00garbage")
-    report = ingest([corpus], settings, HashingEmbedder())
+    report = into(stored, [corpus], HashingEmbedder())
     assert [Path(s.path).name for s in report.skipped] == ["oxygen.txt"]
     assert "previously ingested version is kept" in report.skipped[0].reason
-    assert top_source(settings, "oxygen chemical element") == "docs/oxygen.txt"
+    assert top_source(stored, "oxygen chemical element") == "docs/oxygen.txt"
 
 
 def test_a_corrupt_previous_index_is_rebuilt(corpus: Path, settings: Settings) -> None:

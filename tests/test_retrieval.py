@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
+from rag.corpus import make_store
 from rag.embeddings import HashingEmbedder
 from rag.errors import IndexMismatch, UsageError
-from rag.ingestion import ingest
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from tests.conftest import write_corpus
@@ -24,9 +23,11 @@ DOCS = {
 
 
 @pytest.fixture
-def retriever(tmp_path: Path, settings: Settings) -> Retriever:
-    ingest([write_corpus(tmp_path / "docs", DOCS)], settings, HashingEmbedder())
-    return Retriever(store.load(settings.index_dir), HashingEmbedder())
+def retriever(tmp_path: Path, stored: Settings) -> Retriever:
+    """The same tests over each store (FAISS files, PostgreSQL)."""
+    chosen = make_store(stored)
+    chosen.ingest([write_corpus(tmp_path / "docs", DOCS)], HashingEmbedder(), progress=False)
+    return Retriever(chosen.open(), HashingEmbedder())
 
 
 def sources(hits: list) -> list[str]:  # type: ignore[type-arg]
@@ -92,6 +93,7 @@ def test_an_index_of_another_model_is_refused(retriever: Retriever) -> None:
         Retriever(retriever.index, HashingEmbedder(dimension=64))
 
 
-def test_empty_index_returns_nothing(tmp_path: Path, settings: Settings) -> None:
-    ingest([write_corpus(tmp_path / "empty", {})], settings, HashingEmbedder())
-    assert Retriever(store.load(settings.index_dir), HashingEmbedder()).search("q", 3) == []
+def test_empty_index_returns_nothing(tmp_path: Path, stored: Settings) -> None:
+    chosen = make_store(stored)
+    chosen.ingest([write_corpus(tmp_path / "empty", {})], HashingEmbedder(), progress=False)
+    assert Retriever(chosen.open(), HashingEmbedder()).search("q", 3) == []

@@ -1,0 +1,213 @@
+"""The pgvector store against a real PostgreSQL (pgserver): schema versions, a reader during a
+re-ingest, an ingest killed mid-way, and the database going away and coming back. The
+behaviours it shares with the FAISS store are tested on both in test_ingestion and
+test_retrieval."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from rag.embeddings import HashingEmbedder
+from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable
+from rag.postgres import SCHEMA_VERSION, PostgresStore, redacted
+from rag.retrieval import Retriever
+from rag.settings import Settings
+from tests.conftest import ROOT, postgres_settings, write_corpus
+
+
+@pytest.fixture
+def pg(settings: Settings, postgres_url: str) -> Iterator[Settings]:
+    chosen = postgres_settings(settings, postgres_url)
+    yield chosen
+    PostgresStore(chosen).drop_schema()
+
+
+def query(settings: Settings, statement: str) -> list[tuple[object, ...]]:
+    options = PostgresStore(settings).options()
+    with psycopg.connect(settings.database_url, **options) as conn:
+        return conn.execute(statement.encode()).fetchall()
+
+
+def test_the_schema_is_created_once_and_its_version_recorded(pg: Settings) -> None:
+    first = PostgresStore(pg)
+    with pytest.raises(IndexNotFound, match="nothing ingested"):
+        first.open()
+    first.close()
+    PostgresStore(pg).version()  # another process: nothing applied twice
+    assert query(pg, "SELECT version FROM rag_schema") == [(SCHEMA_VERSION,)]
+    query(pg, f"INSERT INTO rag_schema (version) VALUES ({SCHEMA_VERSION + 1}) RETURNING 1")
+    with pytest.raises(IndexCorrupt, match="newer than this program knows"):
+        PostgresStore(pg).version()
+
+
+def test_bm25_statistics_follow_every_change(corpus: Path, pg: Settings) -> None:
+    store = PostgresStore(pg)
+    store.ingest([corpus], HashingEmbedder(), progress=False)
+    (corpus / "oxygen.txt").write_text("Oxygen was discovered by Priestley and Scheele.")
+    (corpus / "football.md").unlink()
+    store.ingest([corpus], HashingEmbedder(), progress=False)
+    kept = query(pg, "SELECT n_chunks, n_words FROM rag_totals")
+    assert kept == query(pg, "SELECT count(*), sum(n_words) FROM rag_chunks")
+    counted = query(
+        pg,
+        "SELECT word, count(*) FROM rag_chunks, unnest(tsvector_to_array(tsv)) AS word "
+        "GROUP BY word ORDER BY word",
+    )
+    kept_words = "SELECT word, n_chunks FROM rag_words WHERE n_chunks > 0 ORDER BY word"
+    assert counted == query(pg, kept_words)
+
+
+def test_a_reader_during_a_reingest_sees_the_old_or_the_new_file_never_a_mix(
+    tmp_path: Path, pg: Settings
+) -> None:
+    folder = tmp_path / "docs"
+    old = {"story.md": "\n\n".join(f"alpha part {i}. " + "filler " * 30 for i in range(8))}
+    new = {"story.md": "\n\n".join(f"beta part {i}. " + "filler " * 30 for i in range(5))}
+    write_corpus(folder, old)
+    store = PostgresStore(pg)
+    store.ingest([folder], HashingEmbedder(), progress=False)
+    retriever = Retriever(store.open(), HashingEmbedder())
+    expected = {
+        "alpha": len(retriever.search("alpha part", 100, mode="bm25")),
+        "beta": 0,
+    }
+    assert expected["alpha"] >= 8
+    stop = threading.Event()
+    rounds = 0
+
+    def writer() -> None:
+        nonlocal rounds
+        while not stop.is_set():
+            write_corpus(folder, new if rounds % 2 == 0 else old)
+            store.ingest([folder], HashingEmbedder(), progress=False)
+            rounds += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen: set[tuple[int, int]] = set()
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline or rounds < 4:
+            hits = retriever.search("alpha beta part filler", 100, mode="bm25")
+            alphas = sum("alpha" in h.chunk.text for h in hits)
+            betas = sum("beta" in h.chunk.text for h in hits)
+            seen.add((alphas, betas))
+    finally:
+        stop.set()
+        thread.join()
+    whole_new = len(new["story.md"].split("\n\n"))
+    assert seen <= {(expected["alpha"], 0), (0, whole_new)}, seen
+    assert len(seen) == 2  # both versions were read while the writer ran
+
+
+# An ingest in a child process that kills itself with SIGKILL while writing its Nth file: that
+# file's transaction is open, the files before it are committed.
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from rag import postgres
+    from rag.embeddings import HashingEmbedder
+    from rag.settings import Settings
+
+    original, written = postgres.replace_file, []
+    def dying(*args, **kwargs):
+        original(*args, **kwargs)
+        written.append(args[1])
+        if len(written) == int(sys.argv[4]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    postgres.replace_file = dying
+
+    settings = Settings(store="pgvector", database_url=sys.argv[1], database_schema=sys.argv[2],
+                        embedding_model="hashing", chunk_size_tokens=40, chunk_overlap_tokens=8)
+    postgres.PostgresStore(settings).ingest([Path(sys.argv[3])], HashingEmbedder(), progress=False)
+    """
+)
+
+
+def corpus_of(folder: Path, marker: str) -> Path:
+    files = {
+        f"doc{i:02}.txt": " ".join(f"{marker} paragraph {i} sentence {j}." for j in range(40))
+        for i in range(30)
+    }
+    return write_corpus(folder, files)
+
+
+def test_an_ingest_killed_while_writing_loses_nothing_committed(
+    tmp_path: Path, pg: Settings
+) -> None:
+    folder = corpus_of(tmp_path / "docs", "original")
+    store = PostgresStore(pg)
+    store.ingest([folder], HashingEmbedder(), progress=False)
+    chance = random.Random(11)
+    command = [sys.executable, "-c", CHILD, pg.database_url, pg.database_schema, str(folder)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for trial in range(5):
+        corpus_of(folder, f"edit{trial}")
+        dies_at = chance.randint(1, 30)
+        child = subprocess.run([*command, str(dies_at)], env=env, check=False)
+        assert child.returncode == -signal.SIGKILL
+        # the files written before are committed, the one being written is not
+        edited = query(
+            pg,
+            f"SELECT count(*) FROM rag_files f WHERE EXISTS (SELECT 1 FROM rag_chunks c WHERE c.source = f.source AND c.text LIKE 'edit{trial} %')",
+        )
+        assert edited == [(dies_at - 1,)]
+        # every file whole: its chunks all of one version, as many as its row says
+        per_file = query(
+            pg,
+            "SELECT f.source, f.n_chunks, count(c.id), count(DISTINCT split_part(c.text, ' ', 1)) "
+            "FROM rag_files f LEFT JOIN rag_chunks c USING (source) GROUP BY f.source, f.n_chunks",
+        )
+        assert len(per_file) == 30
+        assert all(n == counted and versions == 1 for _, n, counted, versions in per_file)
+        assert query(pg, "SELECT n_chunks FROM rag_totals") == [(sum(r[1] for r in per_file),)]
+    report = store.ingest([folder], HashingEmbedder(), progress=False)
+    assert not report.skipped
+    texts = query(pg, "SELECT DISTINCT split_part(text, ' ', 1) FROM rag_chunks")
+    assert texts == [("edit4",)]
+
+
+def test_the_database_going_away_is_a_clear_error_and_its_return_is_noticed(
+    tmp_path: Path, corpus: Path, settings: Settings
+) -> None:
+    import pgserver
+
+    folder = tmp_path / "pgdata"
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    chosen = settings.replace(store="pgvector", database_url=server.get_uri())
+    store = PostgresStore(chosen)
+    store.ingest([corpus], HashingEmbedder(), progress=False)
+    retriever = Retriever(store.open(), HashingEmbedder())
+    assert retriever.search("Broncos", 1)
+    server.cleanup()  # stops PostgreSQL
+    try:
+        with pytest.raises(StoreUnavailable, match="does not answer"):
+            retriever.search("Broncos", 1)
+        with pytest.raises(StoreUnavailable):
+            store.version()
+    finally:
+        server = pgserver.get_server(folder, cleanup_mode="stop")
+    try:
+        assert store.version() is not None
+        assert retriever.search("Broncos", 1)[0].chunk.source == "docs/football.md"
+    finally:
+        store.close()
+        server.cleanup()
+
+
+def test_messages_never_show_the_password() -> None:
+    assert redacted("postgresql://rag:secret@db:5432/rag") == "postgresql://rag@db:5432/rag"
+    assert "secret" not in redacted("host=db user=rag password=secret dbname=rag")
