@@ -173,7 +173,8 @@ def test_an_ingest_killed_while_writing_loses_nothing_committed(
         )
         assert len(per_file) == 30
         assert all(n == counted and versions == 1 for _, n, counted, versions in per_file)
-        assert query(pg, "SELECT n_chunks FROM rag_totals") == [(sum(r[1] for r in per_file),)]
+        total = sum(int(str(row[1])) for row in per_file)
+        assert query(pg, "SELECT n_chunks FROM rag_totals") == [(total,)]
     report = store.ingest([folder], HashingEmbedder(), progress=False)
     assert not report.skipped
     texts = query(pg, "SELECT DISTINCT split_part(text, ' ', 1) FROM rag_chunks")
@@ -183,10 +184,10 @@ def test_an_ingest_killed_while_writing_loses_nothing_committed(
 def test_the_database_going_away_is_a_clear_error_and_its_return_is_noticed(
     tmp_path: Path, corpus: Path, settings: Settings
 ) -> None:
-    import pgserver
+    from pgserver.postgres_server import get_server
 
     folder = tmp_path / "pgdata"
-    server = pgserver.get_server(folder, cleanup_mode="stop")
+    server = get_server(folder, cleanup_mode="stop")
     chosen = settings.replace(store="pgvector", database_url=server.get_uri())
     store = PostgresStore(chosen)
     store.ingest([corpus], HashingEmbedder(), progress=False)
@@ -199,7 +200,7 @@ def test_the_database_going_away_is_a_clear_error_and_its_return_is_noticed(
         with pytest.raises(StoreUnavailable):
             store.version()
     finally:
-        server = pgserver.get_server(folder, cleanup_mode="stop")
+        server = get_server(folder, cleanup_mode="stop")
     try:
         assert store.version() is not None
         assert retriever.search("Broncos", 1)[0].chunk.source == "docs/football.md"
