@@ -194,6 +194,22 @@ class PostgresStore:
         with self.errors(), psycopg.connect(self.settings.database_url, **self.options()) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection. When the database stops answering, the pool is dropped and the
+        next call opens a new one at once (the pool's own reconnection backs off up to minutes,
+        too slow to notice a database that came back)."""
+        pool = self.pool()
+        try:
+            with self.errors(), pool.connection() as conn:
+                yield conn
+        except StoreUnavailable:
+            with self._pool_lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.close(timeout=1.0)
+            raise
+
     def close(self) -> None:
         with self._pool_lock:
             if self._pool is not None:
@@ -202,14 +218,12 @@ class PostgresStore:
 
     def version(self) -> str | None:
         """The epoch of the index (a new one after a rebuild); None before the first ingest."""
-        pool = self.pool()
-        with self.errors(), pool.connection() as conn:
+        with self.connection() as conn:
             row = conn.execute("SELECT value FROM rag_meta WHERE key = 'epoch'").fetchone()
         return None if row is None else str(row[0])
 
     def open(self) -> Corpus:
-        pool = self.pool()
-        with self.errors(), pool.connection() as conn:
+        with self.connection() as conn:
             manifest = read_manifest(conn)
         if manifest is None:
             raise IndexNotFound(
@@ -268,8 +282,7 @@ class PostgresCorpus:
 
     @property
     def manifest(self) -> Manifest:
-        pool = self.store.pool()
-        with self.store.errors(), pool.connection() as conn:
+        with self.store.connection() as conn:
             manifest = read_manifest(conn)
         if manifest is None:
             raise IndexNotFound(f"the index in {self.store.where} was emptied")
@@ -290,8 +303,7 @@ class PostgresCorpus:
         )
         params = {"vector": vector, "query": query, "pool": pool}
         found = Candidates()
-        connections = self.store.pool()
-        with self.store.errors(), connections.connection() as conn:
+        with self.store.connection() as conn:
             if pool > EF_SEARCH:
                 with conn.transaction():
                     ef_search = sql.Literal(min(pool, 1000))
