@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from rag.errors import RagError, UsageError
 from rag.ingestion import IngestReport, default_progress
 from rag.llm import make_llm
 from rag.retrieval import MODES, Retriever
-from rag.settings import LLMName, Settings, StoreName
+from rag.settings import LOG_LEVELS, LLMName, Settings, StoreName
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -201,7 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="llamacpp (default, $RAG_LLM), mock, extractive (no model) or openai",
     )
-    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=None,
+        help="log level (default info; $RAG_LOG_LEVEL)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1); each has its own generation limit and queue, "
+        "and with RAG_STORE=pgvector all share one index",
+    )
     serve.set_defaults(run=run_serve)
     return parser
 
@@ -211,19 +224,32 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     import uvicorn
 
-    from rag.server.app import create_app
+    from rag.server.app import LOG_FORMAT, create_app
 
-    settings = settings.replace(host=args.host, port=args.port)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        access_log=False,  # rag.access logs each request once, with the answer's timings
-        ws="websockets-sansio",
-        timeout_graceful_shutdown=5,
-    )
+    settings = settings.replace(host=args.host, port=args.port, log_level=args.log_level)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,  # rag.access logs each request once, with the answer's timings
+        "ws": "websockets-sansio",
+        "timeout_graceful_shutdown": 5,
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return EXIT_OK
+    if settings.store == "faiss":
+        print(
+            "note: with the faiss store each worker keeps its own copy of the index and two "
+            "uploads at once wait on each other; RAG_STORE=pgvector shares one store",
+            file=sys.stderr,
+        )
+    # each worker process builds the app from the environment: hand it the flags there
+    os.environ.update(settings.to_env())
+    uvicorn.run("rag.server.app:worker_app", factory=True, workers=args.workers, **options)
     return EXIT_OK
 
 

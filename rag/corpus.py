@@ -79,6 +79,10 @@ class Store(Protocol):
         self, paths: Sequence[Path], embedder: Embedder, *, prune: bool = True, progress: bool
     ) -> IngestReport: ...
 
+    def close(self) -> None:
+        """Let go of connections (a server stopping)."""
+        ...
+
 
 def make_store(settings: Settings) -> Store:
     match settings.store:

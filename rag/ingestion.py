@@ -75,6 +75,9 @@ class FolderStore:
     ) -> IngestReport:
         return ingest(paths, self.settings, embedder, prune=prune, progress=progress)
 
+    def close(self) -> None:
+        pass  # files are opened per read
+
 
 @dataclass
 class _Plan:

@@ -21,6 +21,7 @@ RetrievalMode = Literal["hybrid", "dense", "bm25"]
 StoreName = Literal["faiss", "pgvector"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -156,6 +157,9 @@ class Settings:
     max_question_chars: int = field(
         default=4_000, metadata={"help": "longest question accepted, in characters"}
     )
+    log_level: str = field(
+        default="info", metadata={"help": "what `rag serve` logs: " + ", ".join(LOG_LEVELS)}
+    )
     ping_interval_s: float = field(
         default=15.0, metadata={"help": "SSE comment ping after this many seconds of silence"}
     )
@@ -193,6 +197,10 @@ class Settings:
             )
         if not 0 <= self.port <= 65535:
             raise UsageError(f"port must be between 0 and 65535, got {self.port}")
+        if self.log_level not in LOG_LEVELS:
+            raise UsageError(
+                f"unknown log level {self.log_level!r}: choose one of {', '.join(LOG_LEVELS)}"
+            )
         if self.store == "pgvector" and not self.database_url:
             raise UsageError(
                 "RAG_STORE=pgvector needs RAG_DATABASE_URL (e.g. postgresql://user:pw@host/db)"
@@ -218,6 +226,12 @@ class Settings:
                 continue
             values[f.name] = _parse(f.name, f.default, raw)
         return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The `RAG_*` variables that `from_env` reads back as these settings (how `rag serve
+        --workers` hands its flags to the worker processes)."""
+        fields = dataclasses.fields(self)
+        return {f"RAG_{f.name.upper()}": str(getattr(self, f.name)) for f in fields}
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -9,6 +9,7 @@ errors become status codes. Every error body is `{"error": {"message": ..., "typ
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,7 +32,17 @@ from rag.server.security import AccessLog, ApiKeyGuard, BodyLimit
 from rag.server.service import NotReady, Service
 from rag.settings import Settings
 
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 log = logging.getLogger("rag.server")
+
+
+def worker_app() -> FastAPI:
+    """The app of one `rag serve --workers N` process, from the `RAG_*` environment."""
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format=f"[worker {os.getpid()}] {LOG_FORMAT}"
+    )
+    return create_app(settings)
 
 
 def create_app(
@@ -53,6 +64,7 @@ def create_app(
         yield
         service.pool.shutdown()
         service.retrieval_executor.shutdown(wait=False, cancel_futures=True)
+        service.store.close()
 
     app = FastAPI(
         title="rag",

@@ -94,16 +94,18 @@ class ServerProcess:
     """`python -m rag serve` in its own process, as users run it: for measurements where the
     test's own threads must not share the server's interpreter (and its GIL)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
         self.env = env
+        self.args = args  # more `rag serve` options, e.g. --workers 2
 
     def __enter__(self) -> ServerProcess:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "rag", "serve", "--port", str(port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rag", "serve", "--port", str(port), "--log-level", "warning"],
+            [*command, "--log-level", "warning", *self.args],
             env={**os.environ, "HF_HUB_OFFLINE": "1", **self.env},
             stderr=subprocess.PIPE,
             text=True,

@@ -1,0 +1,120 @@
+"""The HTTP service on the pgvector store: several `rag serve` processes share one index (an
+upload through one is searchable through the others when the call returns), and the database
+going away is a 503 with the reason, then noticed again when it returns."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from rag.embeddings import HashingEmbedder
+from rag.postgres import PostgresStore
+from rag.settings import Settings
+from tests.conftest import postgres_settings
+from tests.server.live import ServerProcess, sse_events
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def shared(
+    corpus: Path, settings: Settings, postgres_url: str, tmp_path: Path
+) -> Iterator[Settings]:
+    chosen = postgres_settings(settings, postgres_url).replace(upload_dir=tmp_path / "uploads")
+    PostgresStore(chosen).ingest([corpus], HashingEmbedder(), progress=False)
+    yield chosen
+    PostgresStore(chosen).drop_schema()
+
+
+def env_of(settings: Settings, **more: str) -> dict[str, str]:
+    return {
+        **settings.replace(min_score=0.0, llm="mock").to_env(),
+        "RAG_EMBEDDING_MODEL": "hashing",
+        **more,
+    }
+
+
+def top_source(client: httpx.Client, question: str) -> str:
+    response = client.post("/v1/ask", json={"question": question, "stream": False})
+    assert response.status_code == 200, response.text
+    return str(response.json()["sources"][0]["source"])
+
+
+UPLOAD = ("glaciers.md", b"# Glaciers\n\nGlaciers are rivers of ice that carve valleys.")
+
+
+def test_an_upload_through_one_worker_is_searchable_through_another(shared: Settings) -> None:
+    env = env_of(shared)
+    with (
+        ServerProcess(env) as first,
+        ServerProcess(env) as second,
+        httpx.Client(base_url=first.url, timeout=30) as one,
+        httpx.Client(base_url=second.url, timeout=30) as other,
+    ):
+        assert top_source(other, "Broncos Super Bowl") == "docs/football.md"
+        uploaded = one.post("/v1/documents", files={"files": UPLOAD})
+        assert uploaded.status_code == 201, uploaded.text
+        assert top_source(other, "glaciers rivers of ice") == "uploads/glaciers.md"
+        listed = {d["id"] for d in other.get("/v1/documents").json()["documents"]}
+        assert "uploads/glaciers.md" in listed
+        assert other.delete("/v1/documents/uploads/glaciers.md").status_code == 200
+        assert top_source(one, "glaciers rivers of ice") != "uploads/glaciers.md"
+
+
+def test_serve_workers_share_the_store(shared: Settings) -> None:
+    with (
+        ServerProcess(env_of(shared), "--workers", "2") as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        uploaded = client.post("/v1/documents", files={"files": UPLOAD})
+        assert uploaded.status_code == 201, uploaded.text
+        # new connections land on either worker: each of them finds the upload
+        for _ in range(8):
+            with httpx.Client(base_url=server.url, timeout=30) as fresh:
+                assert top_source(fresh, "glaciers rivers of ice") == "uploads/glaciers.md"
+
+
+def test_the_database_going_away_is_a_503_with_the_reason_and_its_return_is_noticed(
+    tmp_path: Path, corpus: Path, settings: Settings
+) -> None:
+    from pgserver.postgres_server import get_server
+
+    folder = tmp_path / "pgdata"
+    database = get_server(folder, cleanup_mode="stop")
+    chosen = settings.replace(store="pgvector", database_url=database.get_uri())
+    PostgresStore(chosen).ingest([corpus], HashingEmbedder(), progress=False)
+    env = env_of(chosen, RAG_MOCK_TOKEN_DELAY_MS="100")
+    try:
+        with (
+            ServerProcess(env) as server,
+            httpx.Client(base_url=server.url, timeout=30) as client,
+        ):
+            question = {"question": "Who won Super Bowl 50?"}
+            with client.stream("POST", "/v1/ask", json=question) as streaming:
+                events = sse_events(streaming)
+                assert next(events).name == "sources"
+                database.cleanup()  # PostgreSQL stops while the answer streams
+                rest = [event.name for event in events]
+            assert rest[-1] == "done"  # the answer had its sources: it finishes
+
+            ready = client.get("/readyz")
+            assert ready.status_code == 503
+            assert "does not answer" in ready.json()["error"]["message"]
+            refused = client.post("/v1/ask", json=question)
+            assert refused.status_code == 503 and refused.headers["retry-after"]
+            assert "does not answer" in refused.json()["error"]["message"]
+            with connect(f"{server.url.replace('http', 'ws')}/v1/ws") as ws:
+                ws.send(json.dumps(question))
+                message = json.loads(ws.recv(timeout=30))
+            assert message["type"] == "error" and "does not answer" in message["message"]
+
+            database = get_server(folder, cleanup_mode="stop")
+            assert client.get("/readyz").status_code == 200
+            assert top_source(client, "Broncos Super Bowl") == "docs/football.md"
+    finally:
+        database.cleanup()
