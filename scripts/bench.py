@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE))
 import bench_generation  # noqa: E402
 import bench_ingestion  # noqa: E402
 import bench_plots  # noqa: E402
+import bench_postgres  # noqa: E402
 import bench_reliability  # noqa: E402
 import bench_retrieval  # noqa: E402
 import bench_scale  # noqa: E402
@@ -36,7 +37,15 @@ import bench_streaming  # noqa: E402
 
 ROOT = HERE.parent
 DEFAULT_DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
-SECTIONS = ("ingestion", "retrieval", "scale", "streaming", "generation", "reliability")
+SECTIONS = (
+    "ingestion",
+    "retrieval",
+    "scale",
+    "streaming",
+    "generation",
+    "reliability",
+    "postgres",
+)
 
 
 def main() -> None:
@@ -88,6 +97,12 @@ def main() -> None:
         results["generation"] = bench_generation.run(args.dataset, 4 if args.quick else 40)
     if "reliability" in wanted:
         results["reliability"] = bench_reliability.run(quick=args.quick)
+    if "postgres" in wanted:
+        results["postgres"] = bench_postgres.run(
+            args.dataset,
+            quick=args.quick,
+            n_articles=bench_ingestion.QUICK_ARTICLES if args.quick else None,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(results, indent=1) + "\n")
     write(results, args.out)
@@ -131,6 +146,8 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
         parts.append(bench_generation.render(results["generation"]))
     if "reliability" in results:
         parts.append(bench_reliability.render(results["reliability"]))
+    if "postgres" in results:
+        parts.append(bench_postgres.render(results["postgres"]))
     return "\n".join(parts)
 
 

@@ -73,7 +73,8 @@ class Live:
 
 
 @contextmanager
-def server(index: Path, llm: str, **env: str) -> Iterator[Live]:
+def server(index: Path, llm: str, *options: str, **env: str) -> Iterator[Live]:
+    """`rag serve` (with more `options`, e.g. --workers 2) in its own process, once ready."""
     port = free_port()
     environ = {
         **os.environ,
@@ -84,7 +85,7 @@ def server(index: Path, llm: str, **env: str) -> Iterator[Live]:
     }
     command = [sys.executable, "-m", "rag", "serve", "--index", str(index), "--port", str(port)]
     process = subprocess.Popen(
-        [*command, "--log-level", "warning"],
+        [*command, "--log-level", "warning", *options],
         cwd=ROOT,
         env=environ,
         stdout=subprocess.DEVNULL,

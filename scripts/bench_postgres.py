@@ -1,0 +1,283 @@
+"""The pgvector store (a section of scripts/bench.py), against a real PostgreSQL 16 with
+pgvector started by `pgserver`:
+
+- stores: squad-dev-a ingested into FAISS files and into PostgreSQL, the same MiniLM: ingest
+  time, then recall@k, MRR@10 and query latency of each retrieval mode on both;
+- workers: `rag serve` with 1 and with 2 worker processes on the pgvector store (mock LLM
+  without delay, so the CPU is the limit), 32 clients asking at once: requests/s and time to
+  first token;
+- hnsw: pgvector's HNSW index over 10k to 1M random unit vectors: build time, size, query
+  latency and recall@10 against exact search (numpy, the same vectors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_retrieval import K, score  # noqa: E402
+from bench_scale import synthetic  # noqa: E402
+from bench_streaming import QUESTIONS, one_stream, percentile, server, summary  # noqa: E402
+
+from rag.corpus import make_store  # noqa: E402
+from rag.embeddings import make_embedder  # noqa: E402
+from rag.evaluation import sample  # noqa: E402
+from rag.postgres import PostgresStore  # noqa: E402
+from rag.retrieval import Retriever  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+from rag.squad import Article, Question, load_articles, write_articles  # noqa: E402
+
+MODES = ("dense", "bm25", "hybrid")
+CLIENTS = 32
+HNSW_QUERIES = 100
+DIMENSION = 384
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A PostgreSQL of its own in a temporary folder; its URL."""
+    from pgserver.postgres_server import get_server
+
+    with tempfile.TemporaryDirectory() as folder:
+        database = get_server(Path(folder), cleanup_mode="stop")
+        try:
+            yield database.get_uri()
+        finally:
+            database.cleanup()
+
+
+def stores(url: str, dataset: Path, n_articles: int | None) -> dict[str, Any]:
+    articles = load_articles(dataset)[:n_articles]
+    pairs = sample(articles, None)
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "squad"
+        write_articles(articles, corpus)
+        embedder = make_embedder(Settings())
+        embedder.embed(["warm up"])
+        for name in ("faiss", "pgvector"):
+            settings = Settings(
+                store=name,
+                index_dir=Path(tmp) / "index",
+                database_url=url,
+                database_schema="bench_stores",
+            )
+            store = make_store(settings)
+            started = time.perf_counter()
+            report = store.ingest([corpus], embedder, progress=False)
+            seconds = time.perf_counter() - started
+            rows[name] = {
+                "ingest_s": round(seconds, 2),
+                "chunks": report.n_chunks,
+                "modes": modes(Retriever(store.open(), embedder), pairs),
+            }
+            store.close()
+        PostgresStore(settings).drop_schema()
+    return {"articles": len(articles), "questions": len(pairs), "rows": rows}
+
+
+def modes(retriever: Retriever, pairs: list[tuple[Article, Question]]) -> dict[str, Any]:
+    return {
+        mode: score(lambda q, m=mode: retriever.search(q, K, mode=m), pairs)  # type: ignore[misc]
+        for mode in MODES
+    }
+
+
+async def load(url: str, requests: int, clients: int) -> dict[str, Any]:
+    """`requests` questions, `clients` at a time, each read to its end."""
+    gate = asyncio.Semaphore(clients)
+    limits = httpx.Limits(max_connections=clients, keepalive_expiry=2.0)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+        async def one(number: int) -> dict[str, Any]:
+            async with gate:
+                return await one_stream(client, QUESTIONS[number % len(QUESTIONS)])
+
+        await asyncio.gather(*(one(n) for n in range(clients)))  # warm every worker up
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one(n) for n in range(requests)))
+        seconds = time.perf_counter() - started
+    ttft = [r["first_token_ms"] for r in results if r["first_token_ms"] is not None]
+    return {
+        "requests": requests,
+        "completed": sum(r["completed"] for r in results),
+        "requests_per_s": round(requests / seconds, 1),
+        "ttft_ms": {**summary(ttft), "p99": round(percentile(ttft, 0.99), 1)},
+    }
+
+
+def workers(url: str, dataset: Path, quick: bool) -> dict[str, Any]:
+    articles = load_articles(dataset)[:3]
+    settings = Settings(
+        store="pgvector",
+        database_url=url,
+        database_schema="bench_workers",
+        llm="mock",
+        mock_token_delay_ms=0,
+        max_generations=CLIENTS,
+        max_queue=2 * CLIENTS,
+        min_score=0.0,
+    )
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_articles(articles, Path(tmp) / "squad")
+        store = PostgresStore(settings)
+        store.ingest([Path(tmp) / "squad"], make_embedder(settings), progress=False)
+        store.close()
+        env = settings.to_env()
+        for count in (1, 2):
+            with server(Path(tmp) / "unused", "mock", "--workers", str(count), **env) as live:
+                rows[str(count)] = asyncio.run(load(live.url, 128 if quick else 960, CLIENTS))
+        store.drop_schema()
+    one, two = rows["1"], rows["2"]
+    return {
+        "clients": CLIENTS,
+        "rows": rows,
+        "throughput_ratio": round(two["requests_per_s"] / one["requests_per_s"], 2),
+        "ttft_p99_ratio": round(two["ttft_ms"]["p99"] / one["ttft_ms"]["p99"], 2),
+    }
+
+
+def hnsw(url: str, sizes: list[int]) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(0)
+    rows = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute("SET maintenance_work_mem = '6GB'")
+        conn.execute("SET max_parallel_maintenance_workers = 1")  # 2 cores: leader + 1
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)
+        for size in sizes:
+            vectors = synthetic(size, rng)
+            queries = synthetic(HNSW_QUERIES, rng)
+            conn.execute("DROP TABLE IF EXISTS bench_hnsw")
+            conn.execute(f"CREATE TABLE bench_hnsw (id integer, embedding vector({DIMENSION}))")
+            started = time.perf_counter()
+            with conn.cursor() as cursor:
+                copy_sql = "COPY bench_hnsw (id, embedding) FROM STDIN WITH (FORMAT BINARY)"
+                with cursor.copy(copy_sql) as copy:
+                    copy.set_types(["int4", "vector"])
+                    for row, vector in enumerate(vectors):
+                        copy.write_row((row, vector))
+            load_s = time.perf_counter() - started
+            started = time.perf_counter()
+            conn.execute(
+                "CREATE INDEX bench_hnsw_index ON bench_hnsw USING hnsw "
+                "(embedding vector_cosine_ops)"
+            )
+            build_s = time.perf_counter() - started
+            size_row = conn.execute(
+                "SELECT pg_relation_size('bench_hnsw_index'), pg_relation_size('bench_hnsw')"
+            ).fetchone()
+            conn.execute("SET hnsw.ef_search = 100")
+            exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+            latencies, recalls = [], []
+            for query, truth in zip(queries, exact, strict=True):
+                started = time.perf_counter()
+                found = conn.execute(
+                    "SELECT id FROM bench_hnsw ORDER BY embedding <=> %s LIMIT 10", [query]
+                ).fetchall()
+                latencies.append(1000 * (time.perf_counter() - started))
+                recalls.append(len({r[0] for r in found} & set(truth.tolist())) / 10)
+            rows.append(
+                {
+                    "size": size,
+                    "load_s": round(load_s, 1),
+                    "build_s": round(build_s, 1),
+                    "index_mb": round(size_row[0] / 2**20) if size_row else None,
+                    "table_mb": round(size_row[1] / 2**20) if size_row else None,
+                    "query_ms": {
+                        "p50": round(percentile(latencies, 0.5), 2),
+                        "p95": round(percentile(latencies, 0.95), 2),
+                    },
+                    "recall_at_10": round(statistics.mean(recalls), 3),
+                }
+            )
+            conn.execute("DROP TABLE bench_hnsw")
+    return rows
+
+
+def run(dataset: Path, quick: bool = False, n_articles: int | None = None) -> dict[str, Any]:
+    with postgres() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            row = conn.execute(
+                "SELECT current_setting('server_version'), extversion FROM pg_extension "
+                "WHERE extname = 'vector'"
+            ).fetchone()
+        result: dict[str, Any] = {
+            "postgres": row[0] if row else "?",
+            "pgvector": row[1] if row else "?",
+            "pgserver": version("pgserver"),
+        }
+        result["stores"] = stores(url, dataset, n_articles)
+        result["workers"] = workers(url, dataset, quick)
+        result["hnsw"] = hnsw(url, [10_000] if quick else [10_000, 100_000, 1_000_000])
+    return result
+
+
+def render(r: dict[str, Any]) -> str:
+    s, w = r["stores"], r["workers"]
+    lines = [
+        "## PostgreSQL + pgvector",
+        "",
+        f"PostgreSQL {r['postgres']} with pgvector {r['pgvector']}, started by pgserver on this "
+        "machine (Unix socket). **Stores**: the same "
+        f"{s['questions']:,} squad-dev-a questions over {s['articles']} articles, the same "
+        "MiniLM and chunks, in FAISS files and in PostgreSQL (HNSW for dense, BM25 computed in "
+        "SQL over PostgreSQL's full-text parsing for lexical). Latency per query includes "
+        "embedding the question.",
+        "",
+        "| store | mode | ingest s | recall@1 | recall@5 | recall@10 | MRR@10 | p50 ms | p95 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for store, row in s["rows"].items():
+        for mode, m in row["modes"].items():
+            lines.append(
+                f"| {store} | {mode} | {row['ingest_s']} | {m['recall']['1']:.3f} | "
+                f"{m['recall']['5']:.3f} | {m['recall']['10']:.3f} | {m['mrr_at_10']:.3f} | "
+                f"{m['latency_ms']['p50']} | {m['latency_ms']['p95']} |"
+            )
+    one, two = w["rows"]["1"], w["rows"]["2"]
+    lines += [
+        "",
+        f"**Workers**: `rag serve --workers N` on the pgvector store, mock LLM without delay "
+        f"(the CPU is the limit), {w['clients']} clients asking at once, {one['requests']} "
+        "questions; the clients run on the same 2 cores.",
+        "",
+        "| workers | requests/s | first token p50 ms | p99 ms |",
+        "|---:|---:|---:|---:|",
+        f"| 1 | {one['requests_per_s']} | {one['ttft_ms']['p50']} | {one['ttft_ms']['p99']} |",
+        f"| 2 | {two['requests_per_s']} | {two['ttft_ms']['p50']} | {two['ttft_ms']['p99']} |",
+        "",
+        f"2 workers / 1: throughput x{w['throughput_ratio']}, first token p99 "
+        f"x{w['ttft_p99_ratio']}.",
+        "",
+        "**HNSW** (pgvector, m 16, ef_construction 64, ef_search 100, cosine) over random "
+        "unit vectors of 384 dimensions; recall@10 against exact search of the same vectors.",
+        "",
+        "| vectors | load s | build s | index MB | query p50 ms | p95 ms | recall@10 |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for h in r["hnsw"]:
+        lines.append(
+            f"| {h['size']:,} | {h['load_s']} | {h['build_s']} | {h['index_mb']} | "
+            f"{h['query_ms']['p50']} | {h['query_ms']['p95']} | {h['recall_at_10']} |"
+        )
+    return "\n".join(lines) + "\n"
