@@ -1,13 +1,8 @@
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +12,7 @@ from rag.llm.extractive import ExtractiveLLM
 from rag.llm.mock import MockLLM
 from rag.prompt import Prompt, build_prompt
 from rag.settings import Settings
+from tests.conftest import free_port
 from tests.fakes import hit
 
 
@@ -84,12 +80,6 @@ def test_openai_backend_reports_a_server_that_is_down_quickly() -> None:
     assert time.perf_counter() - started < 3
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def gemma_path() -> Path:
     from rag.llm.llamacpp import default_model_path
@@ -115,44 +105,6 @@ def test_llamacpp_streams_gemma_and_stops_between_tokens(gemma_path: Path) -> No
     cancel.set()
     received += list(stream)
     assert len(received) <= 2
-
-
-@pytest.fixture(scope="module")
-def llama_server(gemma_path: Path) -> Iterator[str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gemma_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--model_alias",
-            "gemma",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ},
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, "llama_cpp.server exited"
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.mark.slow

@@ -78,7 +78,8 @@ class Service:
                 log.error("LLM not available: %s", err)
         self.reload()
         if self._answerer is not None:
-            self.warm_up(self._answerer, with_llm=built_llm)
+            # a model in this process gets its prompt head cached; a server is warmed by its own
+            self.warm_up(self._answerer, with_llm=built_llm and self.settings.llm == "llamacpp")
 
     def warm_up(self, answerer: Answerer, with_llm: bool) -> None:
         """Load the encoder now and, for an LLM built here, fill its cache of the fixed prompt

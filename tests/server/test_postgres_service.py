@@ -5,6 +5,7 @@ going away is a 503 with the reason, then noticed again when it returns."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +13,10 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from rag.embeddings import HashingEmbedder
+from rag.embeddings import HashingEmbedder, make_embedder
 from rag.postgres import PostgresStore
 from rag.settings import Settings
-from tests.conftest import postgres_settings
+from tests.conftest import ROOT, postgres_settings
 from tests.server.live import ServerProcess, sse_events
 
 pytestmark = pytest.mark.slow
@@ -118,3 +119,36 @@ def test_the_database_going_away_is_a_503_with_the_reason_and_its_return_is_noti
             assert top_source(client, "Broncos Super Bowl") == "docs/football.md"
     finally:
         database.cleanup()
+
+
+def test_api_workers_without_a_model_start_in_under_3_seconds(
+    shared: Settings, llama_server: str
+) -> None:
+    """The LLM on its own server (llama.cpp's), the index in PostgreSQL, MiniLM through ONNX
+    Runtime: `rag serve --workers 2` is ready within 3 s and answers from the LLM server."""
+    make_embedder(shared.replace(embedding_runtime="onnx"))  # the ONNX export, once, beforehand
+    env = env_of(
+        shared,
+        RAG_EMBEDDING_MODEL="all-MiniLM-L6-v2",
+        RAG_EMBEDDING_RUNTIME="onnx",
+        RAG_LLM="openai",
+        RAG_OPENAI_BASE_URL=llama_server,
+        RAG_OPENAI_MODEL="gemma",
+        RAG_MAX_TOKENS="16",
+    )
+    PostgresStore(shared).drop_schema()  # the index again, with MiniLM this time
+    store = PostgresStore(shared.replace(embedding_model="all-MiniLM-L6-v2"))
+    store.ingest([ROOT / "data"], make_embedder(store.settings), progress=False)
+    store.close()
+    starts = []
+    for _ in range(2):
+        started = time.perf_counter()
+        with ServerProcess(env, "--workers", "2") as server:
+            starts.append(time.perf_counter() - started)
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                answer = client.post(
+                    "/v1/ask", json={"question": "Which team won Super Bowl 50?", "stream": False}
+                ).json()
+    assert min(starts) < 3.0, starts
+    assert answer["sources"][0]["source"] == "data/Super_Bowl_50.md"
+    assert answer["answer"] and answer["usage"]["completion_tokens"] > 0
