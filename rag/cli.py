@@ -247,6 +247,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
             "uploads at once wait on each other; RAG_STORE=pgvector shares one store",
             file=sys.stderr,
         )
+    if settings.embedding_runtime == "onnx":  # export the model once here, not in every worker
+        make_embedder(settings).embed(["warm up"])
     # each worker process builds the app from the environment: hand it the flags there
     os.environ.update(settings.to_env())
     uvicorn.run("rag.server.app:worker_app", factory=True, workers=args.workers, **options)

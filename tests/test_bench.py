@@ -50,5 +50,14 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert reliability["soak"]["errors"] == 0 and reliability["disconnects"]["open_after"] == 0
     assert all(case["as_expected"] for case in reliability["hostile"]["cases"])
     assert all(f["ended_with"] == "error" for f in reliability["faults"].values())
+    postgres = results["postgres"]
+    faiss, pgvector = (postgres["stores"]["rows"][s]["modes"] for s in ("faiss", "pgvector"))
+    assert abs(faiss["dense"]["recall"]["5"] - pgvector["dense"]["recall"]["5"]) <= 0.01
+    assert pgvector["hybrid"]["recall"]["5"] > 0.8
+    for regime in postgres["workers"]["regimes"].values():
+        one, two = regime["rows"]["1"], regime["rows"]["2"]
+        assert one["completed"] == two["completed"] == one["requests"]
+    assert postgres["hnsw"][0]["recall_at_10"] > 0.8
     page = (tmp_path / "RESULTS.md").read_text()
     assert "## Ingestion" in page and "## Scale" in page and "## Reliability" in page
+    assert "## PostgreSQL + pgvector" in page
