@@ -138,3 +138,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class OwnPostgres:
+    """A PostgreSQL of one test's own, which the test may stop and start again."""
+
+    def __init__(self, folder: Path) -> None:
+        from pgserver.postgres_server import get_server
+
+        self.folder, self._get = folder, get_server
+        self.server = get_server(folder, cleanup_mode="stop")
+        self.url = str(self.server.get_uri())
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+    def start(self) -> None:
+        self.server = self._get(self.folder, cleanup_mode="stop")
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[OwnPostgres]:
+    database = OwnPostgres(tmp_path / "pgdata")
+    yield database
+    database.stop()

@@ -24,7 +24,7 @@ from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable
 from rag.postgres import SCHEMA_VERSION, PostgresStore, redacted
 from rag.retrieval import Retriever
 from rag.settings import Settings
-from tests.conftest import ROOT, postgres_settings, write_corpus
+from tests.conftest import ROOT, OwnPostgres, postgres_settings, write_corpus
 
 
 @pytest.fixture
@@ -182,31 +182,23 @@ def test_an_ingest_killed_while_writing_loses_nothing_committed(
 
 
 def test_the_database_going_away_is_a_clear_error_and_its_return_is_noticed(
-    tmp_path: Path, corpus: Path, settings: Settings
+    corpus: Path, settings: Settings, own_postgres: OwnPostgres
 ) -> None:
-    from pgserver.postgres_server import get_server
-
-    folder = tmp_path / "pgdata"
-    server = get_server(folder, cleanup_mode="stop")
-    chosen = settings.replace(store="pgvector", database_url=server.get_uri())
-    store = PostgresStore(chosen)
+    store = PostgresStore(settings.replace(store="pgvector", database_url=own_postgres.url))
     store.ingest([corpus], HashingEmbedder(), progress=False)
     retriever = Retriever(store.open(), HashingEmbedder())
     assert retriever.search("Broncos", 1)
-    server.cleanup()  # stops PostgreSQL
-    try:
-        with pytest.raises(StoreUnavailable, match="does not answer"):
-            retriever.search("Broncos", 1)
-        with pytest.raises(StoreUnavailable):
-            store.version()
-    finally:
-        server = get_server(folder, cleanup_mode="stop")
+    own_postgres.stop()
+    with pytest.raises(StoreUnavailable, match="does not answer"):
+        retriever.search("Broncos", 1)
+    with pytest.raises(StoreUnavailable):
+        store.version()
+    own_postgres.start()
     try:
         assert store.version() is not None
         assert retriever.search("Broncos", 1)[0].chunk.source == "docs/football.md"
     finally:
         store.close()
-        server.cleanup()
 
 
 def test_messages_never_show_the_password() -> None:

@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 from rag.embeddings import HashingEmbedder, make_embedder
 from rag.postgres import PostgresStore
 from rag.settings import Settings
-from tests.conftest import ROOT, postgres_settings
+from tests.conftest import ROOT, OwnPostgres, postgres_settings
 from tests.server.live import ServerProcess, sse_events
 
 pytestmark = pytest.mark.slow
@@ -81,44 +81,37 @@ def test_serve_workers_share_the_store(shared: Settings) -> None:
 
 
 def test_the_database_going_away_is_a_503_with_the_reason_and_its_return_is_noticed(
-    tmp_path: Path, corpus: Path, settings: Settings
+    corpus: Path, settings: Settings, own_postgres: OwnPostgres
 ) -> None:
-    from pgserver.postgres_server import get_server
-
-    folder = tmp_path / "pgdata"
-    database = get_server(folder, cleanup_mode="stop")
-    chosen = settings.replace(store="pgvector", database_url=database.get_uri())
+    chosen = settings.replace(store="pgvector", database_url=own_postgres.url)
     PostgresStore(chosen).ingest([corpus], HashingEmbedder(), progress=False)
     env = env_of(chosen, RAG_MOCK_TOKEN_DELAY_MS="100")
-    try:
-        with (
-            ServerProcess(env) as server,
-            httpx.Client(base_url=server.url, timeout=30) as client,
-        ):
-            question = {"question": "Who won Super Bowl 50?"}
-            with client.stream("POST", "/v1/ask", json=question) as streaming:
-                events = sse_events(streaming)
-                assert next(events).name == "sources"
-                database.cleanup()  # PostgreSQL stops while the answer streams
-                rest = [event.name for event in events]
-            assert rest[-1] == "done"  # the answer had its sources: it finishes
+    with (
+        ServerProcess(env) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        question = {"question": "Who won Super Bowl 50?"}
+        with client.stream("POST", "/v1/ask", json=question) as streaming:
+            events = sse_events(streaming)
+            assert next(events).name == "sources"
+            own_postgres.stop()  # PostgreSQL stops while the answer streams
+            rest = [event.name for event in events]
+        assert rest[-1] == "done"  # the answer had its sources: it finishes
 
-            ready = client.get("/readyz")
-            assert ready.status_code == 503
-            assert "does not answer" in ready.json()["error"]["message"]
-            refused = client.post("/v1/ask", json=question)
-            assert refused.status_code == 503 and refused.headers["retry-after"]
-            assert "does not answer" in refused.json()["error"]["message"]
-            with connect(f"{server.url.replace('http', 'ws')}/v1/ws") as ws:
-                ws.send(json.dumps(question))
-                message = json.loads(ws.recv(timeout=30))
-            assert message["type"] == "error" and "does not answer" in message["message"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "does not answer" in ready.json()["error"]["message"]
+        refused = client.post("/v1/ask", json=question)
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+        assert "does not answer" in refused.json()["error"]["message"]
+        with connect(f"{server.url.replace('http', 'ws')}/v1/ws") as ws:
+            ws.send(json.dumps(question))
+            message = json.loads(ws.recv(timeout=30))
+        assert message["type"] == "error" and "does not answer" in message["message"]
 
-            database = get_server(folder, cleanup_mode="stop")
-            assert client.get("/readyz").status_code == 200
-            assert top_source(client, "Broncos Super Bowl") == "docs/football.md"
-    finally:
-        database.cleanup()
+        own_postgres.start()
+        assert client.get("/readyz").status_code == 200
+        assert top_source(client, "Broncos Super Bowl") == "docs/football.md"
 
 
 def test_api_workers_without_a_model_start_in_under_3_seconds(
