@@ -272,7 +272,10 @@ def render(r: dict[str, Any]) -> str:
         f"Runtime, mock LLM), {w['clients']} clients asking at once; the clients run on the same "
         "2 cores. *cpu*: the mock answers at once, so the CPU is the limit; *slots*: the mock "
         "streams at 20 ms a token like a remote LLM and each worker has 4 generation slots "
-        "(the limits are per worker).",
+        "(the limits are per worker). On 2 cores shared with the clients, a second worker in the "
+        "cpu regime has no core of its own (and uvicorn's workers split the connections "
+        "unevenly); the slots regime shows what per-worker limits buy, as more cores or "
+        "machines would.",
         "",
         "| regime | workers | questions | requests/s | first token p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|---:|",
