@@ -165,6 +165,39 @@ def workers(url: str, dataset: Path, quick: bool) -> dict[str, Any]:
     return {"clients": CLIENTS, "regimes": regimes}
 
 
+def startup(url: str, dataset: Path, repeats: int = 3) -> dict[str, Any]:
+    """Seconds from `rag serve` to a ready /readyz for an API worker that holds no model (the
+    LLM on its own server, the index in PostgreSQL), MiniLM through torch or ONNX Runtime."""
+    settings = Settings(
+        store="pgvector",
+        database_url=url,
+        database_schema="bench_startup",
+        llm="openai",
+        openai_base_url="http://127.0.0.1:9/v1",  # never asked: no warm-up for a remote LLM
+    )
+    store = PostgresStore(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_articles(load_articles(dataset)[:1], Path(tmp))
+        store.ingest([Path(tmp)], make_embedder(settings), progress=False)
+    make_embedder(settings.replace(embedding_runtime="onnx")).embed(["export once"])
+    rows: dict[str, Any] = {}
+    for workers in ("1", "2"):
+        for runtime in ("torch", "onnx"):
+            env = settings.replace(embedding_runtime=runtime).to_env()
+            seconds = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                with server(Path("unused"), "openai", "--workers", workers, **env):
+                    seconds.append(time.perf_counter() - started)
+            rows[f"{workers} x {runtime}"] = {
+                "median_s": round(statistics.median(seconds), 2),
+                "min_s": round(min(seconds), 2),
+                "max_s": round(max(seconds), 2),
+            }
+    store.drop_schema()
+    return rows
+
+
 def hnsw(url: str, sizes: list[int]) -> list[dict[str, Any]]:
     rng = np.random.default_rng(0)
     rows = []
@@ -240,6 +273,7 @@ def run(dataset: Path, quick: bool = False, n_articles: int | None = None) -> di
         }
         result["stores"] = stores(url, dataset, n_articles)
         result["workers"] = workers(url, dataset, quick)
+        result["startup"] = startup(url, dataset, 1 if quick else 3)
         result["hnsw"] = hnsw(url, [10_000] if quick else [10_000, 100_000, 1_000_000])
     return result
 
@@ -292,6 +326,19 @@ def render(r: dict[str, Any]) -> str:
         f"x{g['ttft_p99_ratio']}."
         for regime, g in w["regimes"].items()
     ]
+    if "startup" in r:
+        lines += [
+            "",
+            "**Start-up** of an API worker that holds no model (`RAG_LLM=openai`, the index in "
+            "PostgreSQL): seconds from `rag serve` to a ready `/readyz`, MiniLM through torch "
+            "(sentence-transformers) or ONNX Runtime (`RAG_EMBEDDING_RUNTIME=onnx`; median of "
+            "runs, min-max).",
+            "",
+            "| workers x runtime | seconds | min-max |",
+            "|---|---:|---:|",
+        ]
+        for name, row in r["startup"].items():
+            lines.append(f"| {name} | {row['median_s']} | {row['min_s']}-{row['max_s']} |")
     lines += [
         "",
         "**HNSW** (pgvector, m 16, ef_construction 64, ef_search 100, cosine) over random "

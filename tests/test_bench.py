@@ -58,6 +58,7 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
         one, two = regime["rows"]["1"], regime["rows"]["2"]
         assert one["completed"] == two["completed"] == one["requests"]
     assert postgres["hnsw"][0]["recall_at_10"] > 0.8
+    assert set(postgres["startup"]) == {"1 x torch", "1 x onnx", "2 x torch", "2 x onnx"}
     page = (tmp_path / "RESULTS.md").read_text()
     assert "## Ingestion" in page and "## Scale" in page and "## Reliability" in page
     assert "## PostgreSQL + pgvector" in page
