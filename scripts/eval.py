@@ -1,6 +1,7 @@
 """Evaluate retrieval (and answers) on a SQuAD-format file with the project's own ingestion.
 
     python scripts/eval.py --dataset FILE.json [--k 5] [--retrieval hybrid] [--limit N] [--json]
+                           [--store faiss|pgvector]
 
 Builds an index from the file (one .md document per article; `--index DIR` keeps it for the next
 run, which then re-embeds nothing), asks every question, and reports recall@1/5/10/k and MRR@10.
