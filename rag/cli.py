@@ -89,11 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="faiss: files in --index (default, $RAG_STORE); pgvector: PostgreSQL at "
         "$RAG_DATABASE_URL, shared by several workers",
     )
-    common.add_argument("--json", action="store_true", help="print a machine-readable result")
+    machine = argparse.ArgumentParser(add_help=False)
+    machine.add_argument("--json", action="store_true", help="print a machine-readable result")
 
     ing = commands.add_parser(
         "ingest",
-        parents=[common],
+        parents=[common, machine],
         help="add files and folders to the index (incremental)",
         description="Read .txt, .md, .html and .pdf files (folders recursively), split them into "
         "chunks, embed them and write the index. Only new or changed files are embedded; files "
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser(
         "search",
-        parents=[common],
+        parents=[common, machine],
         help="show the chunks that best match a question",
         description="Retrieval only: the top chunks for a question, with source and score.",
     )
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser(
         "ask",
-        parents=[common],
+        parents=[common, machine],
         help="answer a question from the index, streaming",
         description="Retrieve sources for the question and stream the LLM's answer to the "
         "terminal as it is generated, then list the sources and timings.",
