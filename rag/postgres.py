@@ -4,10 +4,11 @@ for full-text search, and the files with their hashes, in tables this module cre
 migrates itself (`rag_schema` records the version).
 
 Hybrid retrieval runs in the database, one statement per question (one snapshot): the nearest
-vectors, the best `ts_rank_cd` matches of the question's words (any of them), and the chunks of
-both; fusion stays in `rag.retrieval`. Ingestion is incremental and transactional: each file's
-old chunks are replaced by its new ones in one transaction, so a reader never sees half a file,
-and a crash loses nothing already committed. A change of embedding model or chunk settings
+vectors, the best BM25 matches of the question's words (any of them; BM25 computed in SQL over
+PostgreSQL's full-text parsing), and the chunks of both; fusion stays in `rag.retrieval`.
+Ingestion is incremental and transactional: each file's old chunks are replaced by its new ones
+in one transaction, so a reader never sees half a file, and a crash loses nothing already
+committed. A change of embedding model or chunk settings
 replaces everything in one transaction.
 """
 
@@ -77,7 +78,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER rag_chunk_words BEFORE INSERT OR UPDATE OF title, text ON rag_chunks
         FOR EACH ROW EXECUTE FUNCTION rag_chunk_words();
     CREATE INDEX rag_chunks_tsv ON rag_chunks USING gin (tsv);
-    CREATE INDEX rag_chunks_source ON rag_chunks (source);
     -- BM25's statistics, kept by each ingest transaction: chunks holding each word, and totals
     CREATE TABLE rag_words (word text PRIMARY KEY, n_chunks integer NOT NULL);
     CREATE TABLE rag_totals (
@@ -95,7 +95,6 @@ LOCK_WAIT_S = 60.0
 CONNECT_TIMEOUT_S = 3
 POOL_TIMEOUT_S = 5.0
 EF_SEARCH = 100  # HNSW candidates per query (pgvector's default 40 is below our pool of 50)
-META_KEYS = ("embedding_model", "dimension", "chunk_size_tokens", "chunk_overlap_tokens", "epoch")
 COPY_CHUNKS = (
     "COPY rag_chunks (source, chunk_no, title, start_char, end_char, text, sha256, embedding) "
     "FROM STDIN"
@@ -147,7 +146,6 @@ class PostgresStore:
         with self.errors():
             conn = psycopg.connect(self.settings.database_url, **self.options())
             migrate(conn, self.settings.database_schema)
-            register_vector(conn)
             return conn
 
     def options(self) -> dict[str, Any]:
@@ -219,8 +217,7 @@ class PostgresStore:
     def version(self) -> str | None:
         """The epoch of the index (a new one after a rebuild); None before the first ingest."""
         with self.connection() as conn:
-            row = conn.execute("SELECT value FROM rag_meta WHERE key = 'epoch'").fetchone()
-        return None if row is None else str(row[0])
+            return read_epoch(conn)
 
     def open(self) -> Corpus:
         with self.connection() as conn:
@@ -240,6 +237,7 @@ class PostgresStore:
         report = IngestReport(index_dir=self.where)
         conn = self.connect()
         with self.errors(), conn, writer_lock(conn, self.settings.database_schema):
+            register_vector(conn)  # vectors are copied in as numpy arrays
             previous = read_manifest(conn)
             report.rebuild_reason = (
                 rebuild_reason(previous, self.settings, embedder) if previous else None
@@ -267,8 +265,7 @@ class PostgresStore:
                 report.wrote = bool(report.removed or plan.new_chunks)
             counted = conn.execute("SELECT count(*) FROM rag_chunks").fetchone()
             report.n_chunks = int(counted[0]) if counted else 0
-            epoch = conn.execute("SELECT value FROM rag_meta WHERE key = 'epoch'").fetchone()
-            report.version = str(epoch[0]) if epoch else None
+            report.version = read_epoch(conn)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -442,6 +439,11 @@ def writer_lock(conn: psycopg.Connection[Any], schema: str) -> Iterator[None]:
     finally:
         with contextlib.suppress(psycopg.Error):
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [name])
+
+
+def read_epoch(conn: psycopg.Connection[Any]) -> str | None:
+    row = conn.execute("SELECT value FROM rag_meta WHERE key = 'epoch'").fetchone()
+    return None if row is None else str(row[0])
 
 
 def read_manifest(conn: psycopg.Connection[Any]) -> Manifest | None:
