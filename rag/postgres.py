@@ -475,8 +475,8 @@ def reset(conn: psycopg.Connection[Any], settings: Settings, embedder: Embedder)
     conn.execute("TRUNCATE rag_files, rag_chunks, rag_words")
     conn.execute("UPDATE rag_totals SET n_chunks = 0, n_words = 0")
     for (name,) in conn.execute(
-        "SELECT indexname FROM pg_indexes WHERE tablename = 'rag_chunks' "
-        "AND indexname LIKE 'rag_chunks_hnsw_%'"
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+        "AND tablename = 'rag_chunks' AND indexname LIKE 'rag_chunks_hnsw_%'"
     ).fetchall():
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
     conn.execute(

@@ -204,3 +204,27 @@ def test_the_database_going_away_is_a_clear_error_and_its_return_is_noticed(
 def test_messages_never_show_the_password() -> None:
     assert redacted("postgresql://rag:secret@db:5432/rag") == "postgresql://rag@db:5432/rag"
     assert "secret" not in redacted("host=db user=rag password=secret dbname=rag")
+
+
+def test_two_schemas_in_one_database_are_two_indexes(
+    corpus: Path, settings: Settings, postgres_url: str
+) -> None:
+    first, second = (postgres_settings(settings, postgres_url) for _ in range(2))
+    try:
+        PostgresStore(first).ingest([corpus], HashingEmbedder(), progress=False)
+        PostgresStore(second).ingest([corpus / "oxygen.txt"], HashingEmbedder(), progress=False)
+        files = [sorted(PostgresStore(s).open().manifest.files) for s in (first, second)]
+        assert files == [sorted(CORPUS_SOURCES), ["oxygen.txt"]]  # a file named alone
+        for chosen in (first, second):  # each keeps its own HNSW index
+            indexes = query(
+                chosen,
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND indexname LIKE 'rag_chunks_hnsw_%'",
+            )
+            assert len(indexes) == 1
+    finally:
+        for chosen in (first, second):
+            PostgresStore(chosen).drop_schema()
+
+
+CORPUS_SOURCES = ["docs/football.md", "docs/nested/primes.html", "docs/oxygen.txt"]
