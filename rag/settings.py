@@ -22,7 +22,8 @@ StoreName = Literal["faiss", "pgvector"]
 EmbeddingRuntime = Literal["torch", "onnx"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -166,7 +167,7 @@ class Settings:
     max_question_chars: int = field(
         default=4_000, metadata={"help": "longest question accepted, in characters"}
     )
-    log_level: str = field(
+    log_level: LogLevel = field(
         default="info", metadata={"help": "what `rag serve` logs: " + ", ".join(LOG_LEVELS)}
     )
     ping_interval_s: float = field(
@@ -191,6 +192,7 @@ class Settings:
             ("retrieval", self.retrieval, RetrievalMode),
             ("store", self.store, StoreName),
             ("embedding runtime", self.embedding_runtime, EmbeddingRuntime),
+            ("log level", self.log_level, LogLevel),
         ):
             if value not in get_args(allowed):
                 raise UsageError(
@@ -207,10 +209,6 @@ class Settings:
             )
         if not 0 <= self.port <= 65535:
             raise UsageError(f"port must be between 0 and 65535, got {self.port}")
-        if self.log_level not in LOG_LEVELS:
-            raise UsageError(
-                f"unknown log level {self.log_level!r}: choose one of {', '.join(LOG_LEVELS)}"
-            )
         if self.store == "pgvector" and not self.database_url:
             raise UsageError(
                 "RAG_STORE=pgvector needs RAG_DATABASE_URL (e.g. postgresql://user:pw@host/db)"
