@@ -80,14 +80,20 @@ def postgres_settings(settings: Settings, url: str) -> Settings:
 
 
 @pytest.fixture(params=["faiss", "pgvector"])
-def stored(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
+def stored(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     """`settings` for each store: the same test runs on FAISS files and on PostgreSQL."""
     if request.param == "faiss":
-        yield settings
-        return
+        return settings
+    chosen: Settings = request.getfixturevalue("pg")
+    return chosen
+
+
+@pytest.fixture
+def pg(settings: Settings, postgres_url: str) -> Iterator[Settings]:
+    """`settings` on the pgvector store, in a schema of this test's own, dropped afterwards."""
     from rag.postgres import PostgresStore
 
-    chosen = postgres_settings(settings, request.getfixturevalue("postgres_url"))
+    chosen = postgres_settings(settings, postgres_url)
     yield chosen
     PostgresStore(chosen).drop_schema()
 

@@ -13,7 +13,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -25,13 +24,6 @@ from rag.postgres import SCHEMA_VERSION, PostgresStore, redacted
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from tests.conftest import ROOT, OwnPostgres, postgres_settings, write_corpus
-
-
-@pytest.fixture
-def pg(settings: Settings, postgres_url: str) -> Iterator[Settings]:
-    chosen = postgres_settings(settings, postgres_url)
-    yield chosen
-    PostgresStore(chosen).drop_schema()
 
 
 def query(settings: Settings, statement: str) -> list[tuple[object, ...]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,20 +15,17 @@ from websockets.sync.client import connect
 from rag.embeddings import HashingEmbedder, make_embedder
 from rag.postgres import PostgresStore
 from rag.settings import Settings
-from tests.conftest import ROOT, OwnPostgres, postgres_settings
+from tests.conftest import ROOT, OwnPostgres
 from tests.server.live import ServerProcess, sse_events
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def shared(
-    corpus: Path, settings: Settings, postgres_url: str, tmp_path: Path
-) -> Iterator[Settings]:
-    chosen = postgres_settings(settings, postgres_url).replace(upload_dir=tmp_path / "uploads")
+def shared(corpus: Path, pg: Settings, tmp_path: Path) -> Settings:
+    chosen = pg.replace(upload_dir=tmp_path / "uploads")
     PostgresStore(chosen).ingest([corpus], HashingEmbedder(), progress=False)
-    yield chosen
-    PostgresStore(chosen).drop_schema()
+    return chosen
 
 
 def env_of(settings: Settings, **more: str) -> dict[str, str]:
