@@ -121,6 +121,13 @@ def redacted(url: str) -> str:
 
 class PostgresStore:
     def __init__(self, settings: Settings) -> None:
+        try:
+            conninfo_to_dict(settings.database_url)
+        except psycopg.ProgrammingError as err:
+            raise UsageError(
+                f"RAG_DATABASE_URL is not a PostgreSQL connection string ({str(err).strip()}): "
+                "write postgresql://user:password@host:5432/database"
+            ) from None
         self.settings = settings
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._pool_lock = threading.Lock()

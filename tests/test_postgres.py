@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from rag.embeddings import HashingEmbedder
-from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable
+from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable, UsageError
 from rag.postgres import SCHEMA_VERSION, PostgresStore, redacted
 from rag.retrieval import Retriever
 from rag.settings import Settings
@@ -220,3 +220,9 @@ def test_two_schemas_in_one_database_are_two_indexes(
 
 
 CORPUS_SOURCES = ["docs/football.md", "docs/nested/primes.html", "docs/oxygen.txt"]
+
+
+def test_a_malformed_database_url_is_a_usage_error(settings: Settings) -> None:
+    bad = settings.replace(store="pgvector", database_url="notaurl")
+    with pytest.raises(UsageError, match="not a PostgreSQL connection string"):
+        PostgresStore(bad)
