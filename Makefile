@@ -2,42 +2,52 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 INDEX ?= index
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run ingest test lint check bench clean
+.PHONY: install run ingest test lint check bench clean clean-wheels
+
+# llama-cpp-python builds from source (~7 min on 2 cores), once per instruction-set combination:
+# each GGML option is on only when this CPU reports every flag it needs (rag/cpu.py's table; AMX
+# stays off: it crashes in VMs that report it without granting it), and the wheel is cached
+# under a key naming that exact set, so a cache or home that moves to another CPU never hands it
+# this one's build. LLAMA_CPU=portable builds at most the AVX2 generation. After installing, a
+# child process generates two tokens with Gemma: a build this CPU cannot run fails here, in one
+# line, instead of at the first question.
+LLAMA_CPU ?= native
+CPUINFO ?= /proc/cpuinfo
+CPU_ARGS := --cpu $(LLAMA_CPU) --cpuinfo $(CPUINFO)
+LLAMA_CPP := llama-cpp-python==$(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
+LLAMA_KEY := $(shell $(PYTHON) -m rag.cpu key $(CPU_ARGS))
+ifeq ($(LLAMA_KEY),)
+$(error cannot work out the llama.cpp build options: see `$(PYTHON) -m rag.cpu key $(CPU_ARGS)`)
+endif
+LLAMA_CMAKE_ARGS := $(shell $(PYTHON) -m rag.cpu cmake-args $(CPU_ARGS))
+LLAMA_NAMES := $(shell $(PYTHON) -m rag.cpu names $(CPU_ARGS))
+WHEELHOUSE ?= $(HOME)/.cache/rag/llama-$(LLAMA_KEY)
+LLAMA_WHEEL := $(WHEELHOUSE)/.$(LLAMA_CPP)
+STAMP := $(VENV)/.installed-$(LLAMA_KEY)
 
 install: $(STAMP)
-
-# llama-cpp-python builds from source (~7 min on 2 cores). A default build targets the build
-# machine's CPU (-march=native), and on CPUs with AMX (Sapphire Rapids) inside VMs that do not
-# enable AMX it crashes at the first token. So it is built without AMX, for AVX-512 when the CPU
-# has it (else AVX2), once, into a wheelhouse outside the repository that later installs reuse.
-LLAMA_CPP := llama-cpp-python==$(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
-CPU_LEVEL := $(shell grep -q avx512f /proc/cpuinfo 2>/dev/null && echo avx512 || echo avx2)
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
-	-DGGML_BMI2=ON
-ifeq ($(CPU_LEVEL),avx512)
-LLAMA_CMAKE_ARGS += -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON \
-	-DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON
-endif
-WHEELHOUSE ?= $(HOME)/.cache/rag/wheels-$(CPU_LEVEL)
-LLAMA_WHEEL := $(WHEELHOUSE)/.$(LLAMA_CPP)
 
 $(LLAMA_WHEEL):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	mkdir -p $(WHEELHOUSE)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --no-deps --no-cache-dir \
 		--wheel-dir $(WHEELHOUSE) "$(LLAMA_CPP)"
+	$(PYTHON) -m rag.cpu describe $(CPU_ARGS) > $(WHEELHOUSE)/BUILD.txt
 	touch $@
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(LLAMA_WHEEL)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install --find-links $(WHEELHOUSE) -r requirements-dev.txt
+	$(PY) -m pip install --no-deps --force-reinstall --no-index --find-links $(WHEELHOUSE) \
+		"$(LLAMA_CPP)"
 	$(PY) -m pip install --no-deps -e .
+	$(PY) -m rag.llm.probe --built-with "$(LLAMA_NAMES)"
+	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 
 # Ingest data/ (incremental: only new or changed files are embedded, so an up-to-date index
@@ -59,5 +69,10 @@ test: install lint
 bench: install
 	$(PY) scripts/bench.py
 
+# The venv and the index; the cached llama.cpp wheels stay in ~/.cache/rag/llama-* (make
+# clean-wheels removes them, and the next install builds again).
 clean:
 	rm -rf $(VENV) $(INDEX) .mypy_cache .ruff_cache .pytest_cache
+
+clean-wheels:
+	rm -rf $(HOME)/.cache/rag/llama-* $(HOME)/.cache/rag/wheels-* $(HOME)/.cache/rag/engine-ok

@@ -4,6 +4,7 @@ status (0 ok, 1 some input skipped or the operation failed, 2 usage error); neve
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import sys
@@ -24,6 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # a native crash (a signal in llama.cpp, FAISS or torch) still prints what it was, and where
+    faulthandler.enable()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

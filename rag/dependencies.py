@@ -4,6 +4,7 @@ a `DependencyMissing` that says what to install, not an ImportError traceback.""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from rag.errors import DependencyMissing
@@ -17,3 +18,9 @@ def require(module: str, *, needed_for: str, install: str) -> ModuleType:
         raise DependencyMissing(
             f"{needed_for} needs the package {install}: pip install {install}"
         ) from None
+
+
+def require_installed(module: str, *, needed_for: str, install: str) -> None:
+    """Like `require`, without importing `module` (whose import may be what crashes)."""
+    if importlib.util.find_spec(module) is None:
+        raise DependencyMissing(f"{needed_for} needs the package {install}: pip install {install}")

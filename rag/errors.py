@@ -4,6 +4,7 @@ RagError                  anything this package reports to a user in one sentenc
 ├── UsageError            bad settings or arguments (CLI exit status 2)
 ├── DocumentError         one file cannot be ingested; carries the reason
 ├── DependencyMissing     an optional backend's package is not installed
+├── EngineCrashed         llama.cpp died (a signal) or failed its check in a child process
 └── IndexError_           the index (a folder, or tables in PostgreSQL) cannot be used
     ├── IndexNotFound     nothing has been ingested into that folder yet
     ├── IndexCorrupt      files missing, truncated or inconsistent
@@ -27,6 +28,10 @@ class DocumentError(RagError):
 
 class DependencyMissing(RagError):
     """A backend was selected whose package is not installed."""
+
+
+class EngineCrashed(RagError):
+    """The local LLM engine cannot run here (e.g. built for instructions this CPU lacks)."""
 
 
 class IndexError_(RagError):

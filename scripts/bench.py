@@ -7,7 +7,8 @@ and re-ingest), `retrieval` (recall@k, MRR@10 and latency: our three modes vs La
 LlamaIndex's default retrievers), `scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks),
 `streaming` (a live server: time to sources and first token, inter-token gaps, concurrent
 clients, llama.cpp, the overhead over a minimal StreamingResponse, REST vs SSE vs WebSocket),
-`generation` (llama.cpp through our backend vs `llama_cpp.Llama` directly) and `reliability`
+`generation` (llama.cpp through our backend vs `llama_cpp.Llama` directly), `builds` (llama.cpp
+wheels built with other options, side by side: only with --build-wheel) and `reliability`
 (soak, burst, random disconnects, the burst through `hey`, faults, hostile bodies). Writes
 DIR/results.json, DIR/RESULTS.md and PNG plots (default: benchmarks/); with --only, the other
 sections already in results.json are kept. --quick (a few minutes) runs 3 articles, 10k
@@ -26,6 +27,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_builds  # noqa: E402
 import bench_generation  # noqa: E402
 import bench_ingestion  # noqa: E402
 import bench_plots  # noqa: E402
@@ -43,6 +45,7 @@ SECTIONS = (
     "scale",
     "streaming",
     "generation",
+    "builds",
     "reliability",
     "postgres",
 )
@@ -62,7 +65,21 @@ def main() -> None:
         action="store_true",
         help="measure nothing: redraw RESULTS.md and the plots from DIR/results.json",
     )
+    parser.add_argument(
+        "--build-wheel",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a llama-cpp-python wheel for the builds section (repeat; the first is the "
+        "reference); the section runs only when given",
+    )
     args = parser.parse_args()
+    wheels = {}
+    for spec in args.build_wheel:
+        name, _, path = spec.partition("=")
+        if not path or not Path(path).is_file():
+            parser.error(f"--build-wheel wants NAME=PATH of a wheel file, got {spec!r}")
+        wheels[name] = Path(path)
     stored = args.out / "results.json"
     if args.render_only:
         if not stored.is_file():
@@ -95,6 +112,8 @@ def main() -> None:
         results["streaming"] = bench_streaming.run(quick=args.quick)
     if "generation" in wanted:
         results["generation"] = bench_generation.run(args.dataset, 4 if args.quick else 40)
+    if "builds" in wanted and wheels:
+        results["builds"] = bench_builds.run(wheels, args.dataset, 4 if args.quick else 20)
     if "reliability" in wanted:
         results["reliability"] = bench_reliability.run(quick=args.quick)
     if "postgres" in wanted:
@@ -144,6 +163,8 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
         plot("streaming_gaps.png", "inter-token gap against concurrent clients")
     if "generation" in results:
         parts.append(bench_generation.render(results["generation"]))
+    if "builds" in results:
+        parts.append(bench_builds.render(results["builds"]))
     if "reliability" in results:
         parts.append(bench_reliability.render(results["reliability"]))
     if "postgres" in results:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rag.dependencies import require
+from rag.dependencies import require, require_installed
 from rag.errors import UsageError
 from rag.llm import LLMError
 from rag.prompt import STOP, Prompt
@@ -72,7 +72,16 @@ class LlamaCppLLM:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LlamaCppLLM:
+        """The model of the settings, once a child process has shown that this build of
+        llama.cpp runs it on this CPU (remembered per libraries, model and CPU): a crash there
+        is an EngineCrashed saying why, where loading it here would end this process."""
+        from rag.llm.probe import ensure_runs
+
         path = Path(settings.llm_model_path) if settings.llm_model_path else default_model_path()
+        if not path.is_file():
+            raise UsageError(f"no GGUF model file at {path}")
+        require_installed("llama_cpp", needed_for="the llamacpp LLM", install="llama-cpp-python")
+        ensure_runs(path, settings.llm_threads)
         return cls(
             path,
             context_tokens=settings.llm_context_tokens,

@@ -73,9 +73,8 @@ class Service:
         if self.llm is None:
             try:
                 self.llm = make_llm(self.settings)
-            except RagError as err:
+            except RagError as err:  # the app logs it, once, as the reason it is not ready
                 self.llm_error = str(err)
-                log.error("LLM not available: %s", err)
         self.reload()
         if self._answerer is not None:
             # a model in this process gets its prompt head cached; a server is warmed by its own
