@@ -12,10 +12,10 @@ export TRANSFORMERS_OFFLINE := 1
 # each GGML option is on only when this CPU reports every flag it needs (rag/cpu.py's table; AMX
 # stays off: it crashes in VMs that report it without granting it), and the wheel is cached
 # under a key naming that exact set, so a cache or home that moves to another CPU never hands it
-# this one's build. LLAMA_CPU=portable builds at most the AVX2 generation. After installing, a
-# child process generates two tokens with Gemma: a build this CPU cannot run fails here, in one
-# line, instead of at the first question.
-LLAMA_CPU ?= native
+# this one's build. LLAMA_CPU=portable builds at most the AVX2 generation (the venv remembers it
+# until `make clean`). After installing, a child process generates two tokens with Gemma: a build
+# this CPU cannot run fails here, in one line, instead of at the first question.
+LLAMA_CPU ?= $(or $(shell cat $(VENV)/.llama-cpu 2>/dev/null),native)
 CPUINFO ?= /proc/cpuinfo
 CPU_ARGS := --cpu $(LLAMA_CPU) --cpuinfo $(CPUINFO)
 LLAMA_CPP := llama-cpp-python==$(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
@@ -48,6 +48,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(LLAMA_WHEEL)
 	$(PY) -m pip install --no-deps -e .
 	$(PY) -m rag.llm.probe --built-with "$(LLAMA_NAMES)"
 	rm -f $(VENV)/.installed*
+	echo $(LLAMA_CPU) > $(VENV)/.llama-cpu
 	touch $(STAMP)
 
 # Ingest data/ (incremental: only new or changed files are embedded, so an up-to-date index

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import io
 import json
 import os
 import sys
@@ -25,8 +26,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # a native crash (a signal in llama.cpp, FAISS or torch) still prints what it was, and where
-    faulthandler.enable()
+    enable_fault_reports()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -60,6 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def enable_fault_reports() -> None:
+    """A native crash (a signal in llama.cpp, FAISS or torch) still prints what it was and
+    where, instead of the process vanishing with status 132 or 139."""
+    try:
+        faulthandler.enable()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        pass  # stderr is not a real file (a caller captured it): nowhere to write a report
 
 
 def build_parser() -> argparse.ArgumentParser:

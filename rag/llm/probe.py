@@ -28,7 +28,7 @@ from rag import cpu
 from rag.errors import EngineCrashed, UsageError
 
 PROMPT = "The capital of France is"
-REBUILD = "rm -rf .venv && make install LLAMA_CPU=portable"
+REBUILD = "make install LLAMA_CPU=portable"
 EXIT_LOAD_FAILED = 3  # the child's status when llama.cpp refused the model (no crash)
 
 
@@ -90,7 +90,7 @@ def explain(outcome: Outcome, model_path: Path, flags: frozenset[str], built_wit
         line += "; the build uses instructions this CPU does not run"
     elif number in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT):
         line += "; the model file may be damaged, or the build may not suit this machine"
-    return f"{line}. Rebuild llama-cpp-python for this CPU: {REBUILD}"
+    return f"{line}. Rebuild llama-cpp-python with at most AVX2: {REBUILD}"
 
 
 def check(
