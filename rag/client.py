@@ -49,7 +49,7 @@ def ask_events(
                 response.read()
                 raise RemoteError(f"{url} answered {response.status_code}: {_message(response)}")
             for event in source.iter_sse():
-                data = json.loads(event.data)
+                data = _checked(event.event, event.data, url)
                 if event.event == "error":
                     raise RemoteError(f"the server failed while answering: {data['message']}")
                 yield event.event, data
@@ -57,6 +57,31 @@ def ask_events(
         raise RemoteError(f"cannot reach {url}: is `rag serve` running there?") from None
     except (httpx.HTTPError, SSEError, ValueError) as err:
         raise RemoteError(f"the connection to {url} failed: {err}") from None
+
+
+# what each event of /v1/ask carries, at least: anything else is another server's dialect
+SHAPES: dict[str, tuple[type, tuple[str, ...]]] = {
+    "sources": (list, ()),
+    "token": (dict, ("text",)),
+    "done": (dict, ("usage", "timings")),
+    "error": (dict, ("message",)),
+}
+
+
+def _checked(name: str, raw: str, url: str) -> Any:
+    """The event's data, if it is one of ours; else a RemoteError saying the server at `url`
+    speaks another dialect (say, OpenAI chunks ending in `data: [DONE]`)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    kind, keys = SHAPES.get(name, (type(None), ("?",)))
+    if not isinstance(data, kind) or (isinstance(data, dict) and not set(keys) <= set(data)):
+        raise RemoteError(
+            f"{url} is not a rag server (or another version): it sent an event "
+            f"{name!r} with {raw[:60]!r} where /v1/ask sends sources, token, done or error"
+        )
+    return data
 
 
 def _message(response: httpx.Response) -> str:

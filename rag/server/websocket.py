@@ -31,6 +31,22 @@ def readable(err: ValidationError) -> str:
     )
 
 
+def parse(frame: dict[str, Any]) -> dict[str, Any]:
+    """One received frame -> a request, a cancel, or an `invalid` item saying what is wrong."""
+    if frame["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(frame.get("code", 1000))
+    raw = frame.get("text")
+    if raw is None:  # a binary frame: browsers and most clients send text unless told not to
+        return {"type": "invalid", "reason": "send each message as a text frame of JSON"}
+    try:
+        item = json.loads(raw)
+    except ValueError:
+        return {"type": "invalid", "reason": "a message is not JSON"}
+    if not isinstance(item, dict):
+        return {"type": "invalid", "reason": "a message is not a JSON object"}
+    return item
+
+
 @router.websocket("/v1/ws")
 async def ask_socket(websocket: WebSocket) -> None:
     service: Service = websocket.app.state.service
@@ -43,22 +59,18 @@ async def ask_socket(websocket: WebSocket) -> None:
         answer being generated at once."""
         try:
             while True:
-                raw = await websocket.receive_text()
-                try:
-                    item = json.loads(raw)
-                except ValueError:
-                    item = {"type": "invalid", "reason": "a message is not JSON"}
-                if not isinstance(item, dict):
-                    item = {"type": "invalid", "reason": "a message is not a JSON object"}
+                item = parse(await websocket.receive())
                 if item.get("type") == "cancel":
                     for flag in running:
                         flag.set()
                     continue
                 await inbox.put(item)
         except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:  # whatever ended the reading, the answering loop ends too
             for flag in running:
                 flag.set()
-            await inbox.put(None)
+            inbox.put_nowait(None)
 
     reader = asyncio.create_task(receive())
     try:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -92,3 +93,30 @@ def test_local_only_flags_with_url_are_pointed_out(
     server = serve()
     assert main(["ask", QUESTION, "--url", server.url, "--llm", "extractive"]) == 0
     assert "--llm only apply without --url" in capsys.readouterr().err
+
+
+def test_a_server_of_another_dialect_is_named_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A server answering /v1/ask with OpenAI chunks and `data: [DONE]`: one line, exit 1."""
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    from tests.server.live import LiveServer
+
+    other = FastAPI()
+
+    @other.post("/v1/ask")
+    def chunks() -> StreamingResponse:
+        def body() -> Iterator[str]:
+            yield 'data: {"choices": [{"delta": {"content": "Denver"}}]}\n\n'
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    with LiveServer(other) as server:
+        for args in (["--json"], []):
+            assert main(["ask", QUESTION, "--url", server.url, *args]) == 1
+            out, err = capsys.readouterr()
+            assert err.startswith(f"error: {server.url} is not a rag server")
+            assert len(err.strip().splitlines()) == 1

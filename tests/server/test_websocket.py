@@ -50,3 +50,28 @@ def test_cancel_stops_the_answer_and_the_connection_stays_usable(serve: Serve) -
         llm.limit = 3
         ws.send(json.dumps({"question": "What is oxygen?"}))
         assert until_end(ws)[-1]["cancelled"] is False
+
+
+def test_a_binary_frame_gets_an_error_and_leaks_nothing(serve: Serve) -> None:
+    """The JSON body sent as bytes: an error message saying to send text, the connection still
+    answers, and no task is left behind once the client leaves."""
+    import time
+
+    import httpx
+
+    server = serve()
+
+    def tasks() -> int:
+        return int(httpx.get(f"{server.url}/readyz", timeout=10).json()["tasks"])
+
+    before = tasks()
+    with connect(f"{server.ws_url}/v1/ws") as ws:
+        ws.send(json.dumps({"question": "Who won Super Bowl 50?"}).encode())
+        error = until_end(ws)
+        assert error == [{"type": "error", "message": "send each message as a text frame of JSON"}]
+        ws.send(json.dumps({"question": "Who won Super Bowl 50?"}))
+        assert until_end(ws)[-1]["type"] == "done"
+    deadline = time.monotonic() + 10
+    while tasks() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tasks() == before
