@@ -4,6 +4,7 @@ status (0 ok, 1 some input skipped or the operation failed, 2 usage error); neve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import io
 import json
@@ -65,10 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def enable_fault_reports() -> None:
     """A native crash (a signal in llama.cpp, FAISS or torch) still prints what it was and
     where, instead of the process vanishing with status 132 or 139."""
-    try:
+    # stderr may not be a real file (a caller captured it): then there is nowhere to report
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
         faulthandler.enable()
-    except (AttributeError, ValueError, io.UnsupportedOperation):
-        pass  # stderr is not a real file (a caller captured it): nowhere to write a report
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -117,6 +117,6 @@ def test_a_server_of_another_dialect_is_named_not_a_traceback(
     with LiveServer(other) as server:
         for args in (["--json"], []):
             assert main(["ask", QUESTION, "--url", server.url, *args]) == 1
-            out, err = capsys.readouterr()
+            err = capsys.readouterr().err
             assert err.startswith(f"error: {server.url} is not a rag server")
             assert len(err.strip().splitlines()) == 1
