@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -31,7 +32,7 @@ def readable(err: ValidationError) -> str:
     )
 
 
-def parse(frame: dict[str, Any]) -> dict[str, Any]:
+def parse(frame: Mapping[str, Any]) -> dict[str, Any]:
     """One received frame -> a request, a cancel, or an `invalid` item saying what is wrong."""
     if frame["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(frame.get("code", 1000))
