@@ -233,16 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import logging
 
     import uvicorn
 
-    from rag.server.app import LOG_FORMAT, create_app
+    from rag.server.app import configure_logging, create_app
 
     settings = settings.replace(host=args.host, port=args.port, log_level=args.log_level)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    configure_logging(settings.log_level)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,

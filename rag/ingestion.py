@@ -107,6 +107,9 @@ def ingest(
         old_files = previous.manifest.files if previous else {}
         plan = plan_files(paths, old_files, reusable is not None, chunker, prune, progress, report)
 
+        if previous is None and not any(Path(p).exists() for p in paths):  # a typo: no index
+            report.seconds = time.perf_counter() - started
+            return report
         restructure = previous is not None and previous.manifest.index_type != settings.index_type
         if previous is not None and not (
             report.added or report.changed or report.removed or report.rebuild_reason or restructure

@@ -252,6 +252,9 @@ class PostgresStore:
             reusable = previous is not None and report.rebuild_reason is None
             old_files = previous.files if previous else {}
             plan = plan_files(paths, old_files, reusable, chunker, prune, progress, report)
+            if previous is None and not any(Path(p).exists() for p in paths):  # a typo: no index
+                report.seconds = time.perf_counter() - started
+                return report
             fresh = [chunk for chunks in plan.new_chunks.values() for chunk in chunks]
             vectors = embed_all([c.text for c in fresh], embedder, progress)
             report.n_embedded = len(fresh)

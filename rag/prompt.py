@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from rag.errors import UsageError
 from rag.retrieval import Hit
 from rag.sentences import WORD, SentenceScorer
 
@@ -89,6 +90,12 @@ def build_prompt(
             kept, visible = 0, []
             break
         visible = [_with_text(visible[0], " ".join(words[: int(len(words) * 0.8)]))]
+    if hits and not visible:  # a source matched, the question left no room for it
+        raise UsageError(
+            f"the question is too long for the model's context: with it, no source fits in "
+            f"the {budget_tokens} tokens a prompt may use (the question and the instructions "
+            f"take {count_tokens(_text(question, []))}); shorten the question"
+        )
     return Prompt(
         text=_text(question, visible),
         question=question,

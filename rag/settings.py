@@ -202,11 +202,10 @@ class Settings:
             raise UsageError(f"top_k must be between 1 and 20, got {self.top_k}")
         if self.max_tokens < 1:
             raise UsageError(f"max_tokens must be positive, got {self.max_tokens}")
-        if self.max_generations < 1 or self.max_queue < 0:
-            raise UsageError(
-                f"max_generations must be at least 1 and max_queue at least 0, got "
-                f"{self.max_generations} and {self.max_queue}"
-            )
+        if self.max_generations < 1:
+            raise UsageError(f"RAG_MAX_GENERATIONS must be at least 1, got {self.max_generations}")
+        if self.max_queue < 0:
+            raise UsageError(f"RAG_MAX_QUEUE must be at least 0, got {self.max_queue}")
         if not 0 <= self.port <= 65535:
             raise UsageError(f"port must be between 0 and 65535, got {self.port}")
         if self.store == "pgvector" and not self.database_url:

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from rag.chunks import Chunk
 from rag.corpus import Candidates
-from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound
+from rag.errors import IndexCorrupt, IndexError_, IndexLocked, IndexNotFound, UsageError
 from rag.index import FaissIndex
 from rag.lexical import LexicalIndex
 from rag.settings import IndexType
@@ -124,6 +124,7 @@ class StoredIndex:
 
 def load(index_dir: Path) -> StoredIndex:
     """Load the live version, or raise IndexNotFound / IndexCorrupt with the reason."""
+    refuse_a_file(index_dir)
     pointer = index_dir / POINTER
     if not pointer.is_file():
         raise IndexNotFound(f"no index in {index_dir}/: run `python -m rag ingest PATH` first")
@@ -170,10 +171,36 @@ def save(
     vectors: FaissIndex,
     lexical: LexicalIndex,
 ) -> str:
-    """Write a new version and make it live atomically; returns its name. Hold `lock()` first."""
-    index_dir.mkdir(parents=True, exist_ok=True)
+    """Write a new version and make it live atomically; returns its name. Hold `lock()` first.
+    A failure to write (permissions, a full disk) leaves the live version as it was."""
     version = f"v{time.time_ns()}"
     temp = index_dir / f"{TEMP_PREFIX}{version}"
+    try:
+        return _write(index_dir, version, temp, manifest, chunks, vectors, lexical)
+    except OSError as err:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise cannot_write(index_dir, err) from None
+
+
+def refuse_a_file(index_dir: Path) -> None:
+    if index_dir.exists() and not index_dir.is_dir():
+        raise UsageError(f"{index_dir} is a file, not an index folder")
+
+
+def cannot_write(index_dir: Path, err: OSError) -> IndexError_:
+    return IndexError_(f"cannot write the index folder {index_dir}/: {err.strerror or err}")
+
+
+def _write(
+    index_dir: Path,
+    version: str,
+    temp: Path,
+    manifest: Manifest,
+    chunks: list[Chunk],
+    vectors: FaissIndex,
+    lexical: LexicalIndex,
+) -> str:
+    index_dir.mkdir(parents=True, exist_ok=True)
     temp.mkdir()
     with (temp / CHUNKS).open("w", encoding="utf-8") as out:
         for chunk in chunks:
@@ -212,8 +239,13 @@ def save(
 @contextlib.contextmanager
 def lock(index_dir: Path) -> Iterator[None]:
     """Exclusive right to write `index_dir`; fails at once if another process holds it."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with (index_dir / ".lock").open("a") as handle:
+    refuse_a_file(index_dir)
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        handle = (index_dir / ".lock").open("a")
+    except OSError as err:
+        raise cannot_write(index_dir, err) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -69,17 +69,20 @@ def main() -> None:
         "--build-wheel",
         action="append",
         default=[],
-        metavar="NAME=PATH",
+        metavar="NAME=PATH[,without=VARIANT]",
         help="a llama-cpp-python wheel for the builds section (repeat; the first is the "
-        "reference); the section runs only when given",
+        "reference; without= leaves a CPU variant out of a runtime-dispatch wheel); the section "
+        "runs only when given",
     )
     args = parser.parse_args()
     wheels = {}
     for spec in args.build_wheel:
-        name, _, path = spec.partition("=")
-        if not path or not Path(path).is_file():
-            parser.error(f"--build-wheel wants NAME=PATH of a wheel file, got {spec!r}")
-        wheels[name] = Path(path)
+        name, _, rest = spec.partition("=")
+        path, *options = rest.split(",")
+        without = [o.removeprefix("without=") for o in options if o.startswith("without=")]
+        if not path or not Path(path).is_file() or len(without) != len(options):
+            parser.error(f"--build-wheel wants NAME=PATH[,without=VARIANT...], got {spec!r}")
+        wheels[name] = (Path(path), without)
     stored = args.out / "results.json"
     if args.render_only:
         if not stored.is_file():

@@ -4,17 +4,20 @@ on PYTHONPATH) on the same prompts, alternating which build goes first; prefill 
 tokens/s of Gemma 3 270M, and the ratio of each build to the first.
 
 A runtime-dispatch wheel (GGML_BACKEND_DL=ON + GGML_CPU_ALL_VARIANTS=ON) ships one CPU backend
-per x86 generation and loads none by itself; llama-cpp-python 0.3.36 does not call
-`ggml_backend_load_all`, so the child calls `ggml_backend_load_all_from_path` on the wheel's lib
-folder first (through ctypes), as a backend for that build would have to.
+per x86 generation (in the wheel's top-level `bin/`, outside the package) and loads none by
+itself; llama-cpp-python 0.3.36 does not call `ggml_backend_load_all`, so the child calls
+`ggml_backend_load_all_from_path` on that folder first (through ctypes), as a backend for that
+build would have to.
 
-    python scripts/bench.py --only builds --build-wheel NAME=PATH [--build-wheel NAME=PATH ...]
+    python scripts/bench.py --only builds --build-wheel NAME=PATH[,without=VARIANT...] ...
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,11 +36,13 @@ import ctypes, json, os, sys, time
 from pathlib import Path
 import llama_cpp
 lib = Path(llama_cpp.__file__).parent / "lib"
-variants = sorted(p.name for p in lib.glob("libggml-cpu-*.so"))
+found = Path(llama_cpp.__file__).parents[1] / "bin"  # where the wheel puts the CPU variants
+variants = sorted(p.name for p in found.glob("libggml-cpu-*.so"))
 if variants:
-    ggml = ctypes.CDLL(str(lib / "libggml.so"))
-    ggml.ggml_backend_load_all_from_path(str(lib).encode())
-llama_cpp.llama_log_set(llama_cpp.llama_log_callback(lambda *a: None), ctypes.c_void_p(0))
+    ggml = ctypes.CDLL(str(lib / "libggml.so.0"))  # the name libllama links: one registry
+    ggml.ggml_backend_load_all_from_path(str(found).encode())
+quiet = llama_cpp.llama_log_callback(lambda *a: None)  # kept: llama.cpp calls it later
+llama_cpp.llama_log_set(quiet, ctypes.c_void_p(0))
 info = llama_cpp.llama_print_system_info().decode()
 model, prompts, max_tokens = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 llm = llama_cpp.Llama(model_path=model, n_ctx=2048, n_threads=os.cpu_count(), verbose=False)
@@ -56,12 +61,15 @@ print(json.dumps({"info": info, "variants": variants, "rows": rows}))
 """
 
 
-def install(wheel: Path, into: Path) -> Path:
-    """The wheel unpacked into a folder of its own (a wheel is a zip of the package)."""
+def install(wheel: Path, into: Path, without: list[str]) -> Path:
+    """The wheel unpacked into a folder of its own (a wheel is a zip of the package), minus the
+    CPU variants named in `without` (e.g. sapphirerapids: the loader then picks the next best)."""
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(into)
     for so in into.rglob("*.so*"):
         so.chmod(0o755)
+    for variant in without:
+        (into / "bin" / f"libggml-cpu-{variant}.so").unlink()
     return into
 
 
@@ -75,12 +83,19 @@ def measure(target: Path, model: Path, prompts: list[str], max_tokens: int) -> d
         timeout=1800,
         check=False,
     )
+    if done.returncode < 0:  # died by a signal: which, and in which CPU variant
+        loaded = re.findall(r"libggml-cpu-(\w+)\.so", done.stderr)
+        where = f" running its {loaded[-1]} variant" if loaded else ""
+        return {"failed": f"died with {signal.Signals(-done.returncode).name}{where}"}
     if done.returncode != 0:
         return {"failed": f"exit {done.returncode}: {done.stderr.strip()[-300:]}"}
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def run(wheels: dict[str, Path], dataset: Path, n: int = 20, rounds: int = 3) -> dict[str, Any]:
+def run(
+    wheels: dict[str, tuple[Path, list[str]]], dataset: Path, n: int = 20, rounds: int = 3
+) -> dict[str, Any]:
+    """`wheels`: name -> (wheel file, CPU variants to leave out of a runtime-dispatch wheel)."""
     from bench_generation import prompts as service_prompts
 
     from rag.llm.llamacpp import default_model_path
@@ -92,7 +107,10 @@ def run(wheels: dict[str, Path], dataset: Path, n: int = 20, rounds: int = 3) ->
     }
     details: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        targets = {name: install(path, Path(tmp) / name) for name, path in wheels.items()}
+        targets = {
+            name: install(path, Path(tmp) / name, without)
+            for name, (path, without) in wheels.items()
+        }
         for round_no in range(rounds):  # alternate the order: the machine drifts
             order = list(wheels) if round_no % 2 == 0 else list(reversed(wheels))
             for name in order:
@@ -120,6 +138,7 @@ def run(wheels: dict[str, Path], dataset: Path, n: int = 20, rounds: int = 3) ->
             "decode_tokens_per_s": round(t["decoded"] / t["decode_s"], 1),
             "features": [f.split(":")[-1].strip() for f in features],
             "variants": details[name]["variants"],
+            "without": wheels[name][1],
         }
     first = next((r for r in rows.values() if "failed" not in r), None)
     for r in rows.values():
@@ -153,7 +172,8 @@ def render(r: dict[str, Any]) -> str:
             continue
         built = ", ".join(row["features"])
         if row["variants"]:
-            built = f"{len(row['variants'])} variants, loaded: {built}"
+            left_out = f" ({', '.join(row['without'])} left out)" if row["without"] else ""
+            built = f"runtime dispatch, {len(row['variants'])} variants{left_out}; picked {built}"
         lines.append(
             f"| {name} | {built} | {row['prefill_tokens_per_s']} | "
             f"{row['decode_tokens_per_s']} | {row['prefill_ratio']} / {row['decode_ratio']} |"

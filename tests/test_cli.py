@@ -99,6 +99,20 @@ def test_bad_environment_value_is_a_usage_error(tmp_path: Path) -> None:
     assert done.stderr.strip() == "error: RAG_CHUNK_SIZE_TOKENS must be a whole number, got 'big'"
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("RAG_MAX_QUEUE", "-1", "RAG_MAX_QUEUE must be at least 0, got -1"),
+        ("RAG_MAX_GENERATIONS", "0", "RAG_MAX_GENERATIONS must be at least 1, got 0"),
+    ],
+)
+def test_a_limit_out_of_range_names_the_variable_set(
+    variable: str, value: str, message: str
+) -> None:
+    done = rag("search", "q", env={variable: value})
+    assert (done.returncode, done.stderr.strip()) == (2, f"error: {message}")
+
+
 def test_search_without_an_index_explains(tmp_path: Path) -> None:
     done = rag("search", "anything", "--index", tmp_path / "none")
     assert done.returncode == 1
@@ -178,3 +192,44 @@ def test_ask_reports_a_failing_backend_in_one_line(corpus: Path, tmp_path: Path)
     assert done.returncode == 1
     assert done.stdout == "According to \n"
     assert done.stderr.strip().endswith("error: the mock LLM failed after 2 tokens, as configured")
+
+
+def test_an_index_that_is_a_file_is_one_line(corpus: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not an index", encoding="utf-8")
+    commands: list[list[str | Path]] = [
+        ["ingest", corpus, "--index", a_file],
+        ["search", "q", "--index", a_file],
+    ]
+    for command in commands:
+        done = rag(*command)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == f"error: {a_file} is a file, not an index folder\n"
+
+
+def test_an_index_folder_that_cannot_be_written_is_one_line(corpus: Path, tmp_path: Path) -> None:
+    """Without write permission (as a user) or with the lock file unusable (here, as root, a
+    folder in its place): the same refusal to open a file, one line, exit 1."""
+    index = tmp_path / "idx"
+    assert rag("ingest", corpus, "--index", index).returncode == 0
+    if os.geteuid() == 0:
+        (index / ".lock").unlink()
+        (index / ".lock").mkdir()
+    else:
+        index.chmod(0o500)
+    try:
+        done = rag("ingest", corpus, "--index", index)
+    finally:
+        index.chmod(0o700)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: cannot write the index folder {index}/: "), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_nothing_found_writes_no_index(tmp_path: Path) -> None:
+    done = rag("ingest", tmp_path / "nonexistent", "--index", tmp_path / "new")
+    assert done.returncode == 1
+    assert "no such file or directory" in done.stderr
+    assert "nothing to index" in done.stdout
+    assert not list((tmp_path / "new").glob("v*"))
+    assert not (tmp_path / "new" / "CURRENT").exists()

@@ -50,3 +50,18 @@ def test_sources_can_be_cut_to_their_best_sentences() -> None:
     prompt = build_prompt("What element is oxygen?", [source], count, 10**6, sentences_per_source=1)
     assert "[1] Doc: Oxygen is element eight.\nQuestion:" in prompt.text
     assert prompt.sources[0].chunk.text == source.chunk.text  # users still see the whole chunk
+
+
+def test_a_question_that_leaves_no_room_for_a_source_is_refused_not_unanswered() -> None:
+    """A source matched, but the question alone fills the budget: a usage error saying so (422
+    before the first byte), never "nothing in the indexed documents matches"."""
+    import pytest
+
+    from rag.errors import UsageError
+
+    question = "word " * 400 + "who won?"
+    fixed = count(build_prompt("q?", [], count, 10**6).text)
+    with pytest.raises(UsageError, match=r"the question is too long for the model's context"):
+        build_prompt(question, [hit("Denver won Super Bowl 50.")], count, fixed + 100)
+    # no source at all is still an honest "I don't know", not an error
+    assert build_prompt(question, [], count, fixed + 100).sources == ()

@@ -95,5 +95,6 @@ def test_an_index_of_another_model_is_refused(retriever: Retriever) -> None:
 
 def test_empty_index_returns_nothing(tmp_path: Path, stored: Settings) -> None:
     chosen = make_store(stored)
-    chosen.ingest([write_corpus(tmp_path / "empty", {})], HashingEmbedder(), progress=False)
+    (tmp_path / "empty").mkdir()  # an empty folder makes an empty index (a missing one, none)
+    chosen.ingest([tmp_path / "empty"], HashingEmbedder(), progress=False)
     assert Retriever(chosen.open(), HashingEmbedder()).search("q", 3) == []

@@ -35,13 +35,22 @@ from rag.settings import Settings
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 log = logging.getLogger("rag.server")
 
+# Libraries that log their internals at INFO (faiss: each optional CPU build it did not find, as
+# a ModuleNotFoundError; bm25s: every index it builds): only their warnings reach the log.
+CHATTY_LOGGERS = ("faiss", "faiss.loader", "bm25s")
+
+
+def configure_logging(level: str, prefix: str = "") -> None:
+    logging.basicConfig(level=level.upper(), format=f"{prefix}{LOG_FORMAT}")
+    if level.upper() != "DEBUG":
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
 
 def worker_app() -> FastAPI:
     """The app of one `rag serve --workers N` process, from the `RAG_*` environment."""
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format=f"[worker {os.getpid()}] {LOG_FORMAT}"
-    )
+    configure_logging(settings.log_level, f"[worker {os.getpid()}] ")
     return create_app(settings)
 
 
@@ -165,6 +174,9 @@ def add_error_handlers(app: FastAPI) -> None:
                 f"{kind or 'no Content-Type'})",
                 "invalid_request_error",
             )
+        for e in err.errors():
+            if e["type"] == "json_invalid":  # unparsable: 400, as OpenAI-style APIs answer
+                return error_response(400, not_json(e), "invalid_request_error")
         problems = [
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
             for e in err.errors()
@@ -194,6 +206,19 @@ def add_error_handlers(app: FastAPI) -> None:
         log.exception("unexpected error")
         message = "internal server error (the server log has details)"
         return error_response(500, message, "server_error")
+
+
+def not_json(error: Any) -> str:
+    """FastAPI's "JSON decode error" in words: what the parser expected and where.
+
+    `{"question": ` -> the body is not valid JSON: expecting value (at character 14)
+    """
+    detail = str((error.get("ctx") or {}).get("error", "")).strip()
+    position = error.get("loc", ())[-1] if len(error.get("loc", ())) > 1 else None
+    where = f" (at character {position + 1})" if isinstance(position, int) else ""
+    if detail:
+        return f"the body is not valid JSON: {detail[0].lower()}{detail[1:]}{where}"
+    return f"the body is not valid JSON{where}"
 
 
 def _plain(errors: Any) -> list[dict[str, Any]]:

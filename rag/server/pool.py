@@ -23,6 +23,11 @@ from rag.errors import RagError
 T = TypeVar("T")
 
 
+def _places(n: int, what: str) -> str:
+    """_places(1, "slot") -> '1 slot'; _places(0, "queue place") -> '0 queue places'"""
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 class Busy(RagError):
     """Every slot is taken and the queue is full."""
 
@@ -81,8 +86,9 @@ class GenerationPool:
 
     def busy(self) -> Busy:
         return Busy(
-            f"the service is busy: {self._running} answers generating and "
-            f"{self.waiting} waiting (the limit is {self.slots} + {self.queue}); retry later",
+            f"the service is busy: its {_places(self.slots, 'generation slot')} and "
+            f"{_places(self.queue, 'queue place')} are taken ({self._running} generating, "
+            f"{self.waiting} retrieving or queued); retry later",
             self.retry_after_s(),
         )
 

@@ -26,11 +26,16 @@ class AskRequest(BaseModel):
     @field_validator("question")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the question is blank")
-        if "\x00" in value:
-            raise ValueError("the question contains a NUL character")
-        return value
+        return checked_question(value)
+
+
+def checked_question(value: str) -> str:
+    """One rule for every route's question: not blank, no NUL (C libraries stop at one)."""
+    if not value.strip():
+        raise ValueError("the question is blank")
+    if "\x00" in value:
+        raise ValueError("the question contains a NUL character")
+    return value
 
 
 class ContentPart(BaseModel):
@@ -76,5 +81,5 @@ class ChatRequest(BaseModel):
         """The last user message: what retrieval runs on."""
         for message in reversed(self.messages):
             if message.role == "user" and message.text.strip():
-                return message.text
+                return checked_question(message.text)
         raise ValueError("no user message with text")

@@ -105,7 +105,10 @@ def test_invalid_requests_get_a_422_with_a_message(serve: Serve, body: object, n
 @pytest.mark.parametrize(
     ("content", "content_type", "status"),
     [
-        (b"{not json", "application/json", 422),
+        (b"{not json", "application/json", 400),
+        (b'{"question": ', "application/json", 400),
+        (b'{"question": "hi",}', "application/json", 400),
+        (b"hello", "application/json", 400),
         (b"\xff\xfe\xfa", "application/json", 400),
         (b"question=hi", "application/x-www-form-urlencoded", 415),
         (b'{"question": "' + b"x" * 2_000_000 + b'"}', "application/json", 413),
@@ -119,7 +122,12 @@ def test_bodies_that_are_not_json_or_too_large_are_refused(
         f"{server.url}/v1/ask", content=content, headers={"content-type": content_type}
     )
     assert response.status_code == status
-    assert response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    if status == 400:  # what is wrong, in words, where the parser stopped
+        assert message.startswith("the body is not valid JSON"), message
+        assert "decode error" not in message
+        if content.startswith(b"{") or content == b"hello":
+            assert "(at character " in message, message
 
 
 def test_a_missing_index_is_a_503_that_says_to_ingest(serve: Serve, tmp_path: Path) -> None:

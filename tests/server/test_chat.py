@@ -98,3 +98,24 @@ def test_langchain_chat_openai_invokes_and_streams(serve: Serve) -> None:
     assert isinstance(answer.content, str) and "Super Bowl 50" in answer.content
     assert len([p for p in pieces if p]) > 3
     assert "".join(str(p) for p in pieces) == answer.content
+
+
+def test_one_rule_for_the_question_on_both_routes(serve: Serve) -> None:
+    """A NUL in the question, and a body that is not JSON, are refused alike by /v1/ask and
+    /v1/chat/completions."""
+    server = serve()
+    nul = "Who won\x00 Super Bowl 50?"
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        ask = client.post("/v1/ask", json={"question": nul})
+        chat = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": nul}]}
+        )
+        assert (ask.status_code, chat.status_code) == (422, 422)
+        for response in (ask, chat):
+            assert "NUL character" in response.json()["error"]["message"]
+        for route in ("/v1/ask", "/v1/chat/completions"):
+            broken = client.post(
+                route, content=b'{"messages": [', headers={"content-type": "application/json"}
+            )
+            assert broken.status_code == 400
+            assert broken.json()["error"]["message"].startswith("the body is not valid JSON")

@@ -134,3 +134,17 @@ def test_an_exception_in_the_producer_arrives_after_its_items() -> None:
         return items
 
     assert asyncio.run(main()) == [1]
+
+
+def test_the_busy_message_counts_what_is_taken_without_a_queue() -> None:
+    async def main() -> None:
+        pool = GenerationPool(slots=1, queue=0)
+        pool.admit()
+        with pytest.raises(Busy) as caught:
+            pool.admit()
+        assert str(caught.value) == (
+            "the service is busy: its 1 generation slot and 0 queue places are taken "
+            "(0 generating, 1 retrieving or queued); retry later"
+        )
+
+    asyncio.run(main())
