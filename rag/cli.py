@@ -1,4 +1,4 @@
-"""The command line: `python -m rag ingest|search`. Maps domain errors to one line and an exit
+"""The command line: `python -m rag ingest|remove|search|ask|serve`. Maps domain errors to one line and an exit
 status (0 ok, 1 some input skipped or the operation failed, 2 usage error); never a traceback."""
 
 from __future__ import annotations
@@ -145,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     ing.set_defaults(run=run_ingest)
 
+    rm = commands.add_parser(
+        "remove",
+        parents=[common, machine],
+        help="delete documents from the index",
+        description="Delete documents by their name in the index (the `source` that search and "
+        "answers show, e.g. docs/a.md) or by their file's path, whether the file still exists "
+        "or not. The index keeps the settings it was built with. Exit status: 0 all removed, 1 "
+        "some names not in the index, 2 usage error.",
+    )
+    rm.add_argument("sources", nargs="+", metavar="SOURCE", help="document name or file path")
+    rm.set_defaults(run=run_remove)
+
     search = commands.add_parser(
         "search",
         parents=[common, machine],
@@ -275,6 +287,27 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         prune=args.prune,
         progress=not args.quiet and not args.json and default_progress(),
     )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        _print_report(report)
+    return EXIT_FAILED if report.skipped else EXIT_OK
+
+
+def run_remove(args: argparse.Namespace, settings: Settings) -> int:
+    built = make_store(settings).open().manifest  # removing rebuilds nothing: the index's own
+    settings = settings.replace(
+        chunk_size_tokens=built.chunk_size_tokens,
+        chunk_overlap_tokens=built.chunk_overlap_tokens,
+        index_type=built.index_type,
+    )
+    embedder = make_embedder(settings)
+    if embedder.name != built.embedding_model:
+        raise UsageError(
+            f"the index was built with {built.embedding_model}, not {embedder.name}: removing "
+            "with another model would re-embed every document; pass --model"
+        )
+    report = make_store(settings).ingest([], embedder, progress=False, remove=args.sources)
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
     else:

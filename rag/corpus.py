@@ -76,8 +76,17 @@ class Store(Protocol):
     def open(self) -> Corpus: ...
 
     def ingest(
-        self, paths: Sequence[Path], embedder: Embedder, *, prune: bool = True, progress: bool
-    ) -> IngestReport: ...
+        self,
+        paths: Sequence[Path],
+        embedder: Embedder,
+        *,
+        prune: bool = True,
+        progress: bool,
+        remove: Sequence[str] = (),
+    ) -> IngestReport:
+        """Bring the index up to date with the files under `paths` (pruning vanished files of
+        walked folders when `prune`), and drop the documents named in `remove`."""
+        ...
 
     def close(self) -> None:
         """Let go of connections (a server stopping)."""

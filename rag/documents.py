@@ -54,6 +54,7 @@ class Discovery:
     folders: list[Path]  # absolute folder arguments, whose vanished files are pruned
 
 
+NO_SUCH_FILE = "no such file or directory"
 OUTSIDE = (
     "a symbolic link to a file outside the folder: not followed (give the file itself to ingest it)"
 )
@@ -66,7 +67,7 @@ def discover(paths: Iterable[Path]) -> Discovery:
     for given in paths:
         path = Path(given)
         if not path.exists():
-            found.skipped.append(Skipped(str(given), "no such file or directory"))
+            found.skipped.append(Skipped(str(given), NO_SUCH_FILE))
         elif path.is_dir():
             root = path.resolve()
             found.folders.append(root)

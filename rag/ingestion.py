@@ -7,6 +7,7 @@ version is written beside the old one and swapped in atomically by `store.save`.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -20,7 +21,14 @@ from tqdm import tqdm
 from rag import store
 from rag.chunks import Chunk, Chunker
 from rag.corpus import Corpus
-from rag.documents import Candidate, Skipped, content_hash, discover, parse_document
+from rag.documents import (
+    NO_SUCH_FILE,
+    Candidate,
+    Skipped,
+    content_hash,
+    discover,
+    parse_document,
+)
 from rag.embeddings import Embedder, Vectors
 from rag.errors import DocumentError, IndexError_, IndexNotFound, UsageError
 from rag.index import FaissIndex
@@ -71,9 +79,15 @@ class FolderStore:
         return store.load(self.settings.index_dir)
 
     def ingest(
-        self, paths: Sequence[Path], embedder: Embedder, *, prune: bool = True, progress: bool
+        self,
+        paths: Sequence[Path],
+        embedder: Embedder,
+        *,
+        prune: bool = True,
+        progress: bool,
+        remove: Sequence[str] = (),
     ) -> IngestReport:
-        return ingest(paths, self.settings, embedder, prune=prune, progress=progress)
+        return ingest(paths, self.settings, embedder, prune=prune, progress=progress, remove=remove)
 
     def close(self) -> None:
         pass  # files are opened per read
@@ -96,8 +110,10 @@ def ingest(
     *,
     prune: bool = True,
     progress: bool = False,
+    remove: Sequence[str] = (),
 ) -> IngestReport:
-    """Bring the index in `settings.index_dir` up to date with the files under `paths`."""
+    """Bring the index in `settings.index_dir` up to date with the files under `paths`, and
+    drop the documents named in `remove`."""
     started = time.perf_counter()
     chunker = make_chunker(settings, embedder)
     report = IngestReport(index_dir=str(settings.index_dir))
@@ -105,7 +121,9 @@ def ingest(
         previous = _load_previous(settings, embedder, report)
         reusable = previous if report.rebuild_reason is None else None
         old_files = previous.manifest.files if previous else {}
-        plan = plan_files(paths, old_files, reusable is not None, chunker, prune, progress, report)
+        plan = plan_files(
+            paths, old_files, reusable is not None, chunker, prune, progress, report, remove
+        )
 
         if previous is None and not any(Path(p).exists() for p in paths):  # a typo: no index
             report.seconds = time.perf_counter() - started
@@ -153,31 +171,100 @@ def plan_files(
     prune: bool,
     progress: bool,
     report: IngestReport,
+    remove: Sequence[str] = (),
 ) -> _Plan:
     """What the index holds after this ingest: files found under `paths` (new or changed ones
     read and chunked, unchanged ones reused when `reusable`), files of the index not found
-    again (kept, or pruned when their folder was walked again; read again when not
-    `reusable`). Fills the report's added, changed, removed, unchanged and skipped lists."""
+    again (kept; or pruned when they lie under a folder walked again, or were named directly
+    and are gone; read again when not `reusable`), minus the documents named in `remove`.
+    Fills the report's added, changed, removed, unchanged and skipped lists."""
     found = discover(paths)
-    report.skipped, report.ignored = found.skipped, found.ignored
+    report.ignored = found.ignored
     plan = _Plan()
-    found.candidates = _keep_known_names(found.candidates, old_files)
+    found.candidates = identify(found.candidates, old_files)
     for candidate in tqdm(found.candidates, desc="reading", unit="file", disable=not progress):
         _plan_file(candidate, old_files if reusable else {}, chunker, plan, report)
     seen = {c.source for c in found.candidates}
+    gone = {Path(s.path).resolve() for s in found.skipped if s.reason == NO_SUCH_FILE}
+    indexed_paths = {Path(entry.path) for entry in old_files.values()}
+    report.skipped = [
+        s
+        for s in found.skipped
+        if not (prune and s.reason == NO_SUCH_FILE and Path(s.path).resolve() in indexed_paths)
+    ] + report.skipped
+    unwanted = _to_remove(remove, old_files, report)
     for source, entry in old_files.items():
         if source in seen:
             continue
-        if prune and entry.from_folder and Path(entry.root) in found.folders:
+        path = Path(entry.path)
+        if source in unwanted or (prune and (_walked(path, found.folders) or path in gone)):
             report.removed.append(source)
         elif reusable:
             plan.entries[source] = entry
             plan.reused.add(source)
         else:  # rebuilding: read it again from where it was found
-            candidate = Candidate(Path(entry.path), source, Path(entry.root), entry.from_folder)
+            candidate = Candidate(path, source, Path(entry.root), entry.from_folder)
             _plan_file(candidate, {}, chunker, plan, report)
     report.n_files = len(plan.entries)
     return plan
+
+
+def _walked(path: Path, folders: list[Path]) -> bool:
+    """Whether walking one of `folders` would have met `path` (hidden entries are not met)."""
+    return any(
+        path.is_relative_to(folder)
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        for folder in folders
+    )
+
+
+def _to_remove(
+    remove: Sequence[str], old_files: dict[str, FileEntry], report: IngestReport
+) -> set[str]:
+    """The documents named in `remove` (by their name in the index, or their file's path)."""
+    by_path = {entry.path: source for source, entry in old_files.items()}
+    chosen = set()
+    for name in remove:
+        source = name if name in old_files else by_path.get(str(Path(name).resolve()))
+        if source is None:
+            report.skipped.append(Skipped(name, "not in the index: nothing to remove"))
+        else:
+            chosen.add(source)
+    return chosen
+
+
+def identify(candidates: list[Candidate], old_files: dict[str, FileEntry]) -> list[Candidate]:
+    """Each file's name in the index (its document identity), decided once:
+
+    - a file the index already holds (the same resolved path) keeps its name and origin,
+      whichever path, folder or subfolder reached it this time;
+    - a new file takes its usual name (`docs/a.md` under a folder `docs/`, `a.md` given
+      directly) unless another file holds it, in the index or earlier in this run; then the
+      shortest name made longer by its own parent folders: `d2/readme.md`, `b/docs/a.md`.
+    Two different files never share a name, so neither replaces the other.
+    """
+    known = {entry.path: (source, entry) for source, entry in old_files.items()}
+    taken = {source: entry.path for source, entry in old_files.items()}
+    named = []
+    for candidate in candidates:
+        if str(candidate.path) in known:
+            source, entry = known[str(candidate.path)]
+            candidate = Candidate(candidate.path, source, Path(entry.root), entry.from_folder)
+        elif taken.get(candidate.source, str(candidate.path)) != str(candidate.path):
+            candidate = dataclasses.replace(candidate, source=_free_name(candidate, taken))
+        taken[candidate.source] = str(candidate.path)
+        named.append(candidate)
+    return named
+
+
+def _free_name(candidate: Candidate, taken: dict[str, str]) -> str:
+    """`a/b/docs/x.md` wanted `docs/x.md`, which is taken: `b/docs/x.md`, then `a/b/docs/x.md`."""
+    parts = candidate.path.parts
+    for length in range(len(Path(candidate.source).parts) + 1, len(parts)):
+        name = "/".join(parts[-length:])
+        if name not in taken:
+            return name
+    return candidate.path.as_posix()  # every shorter name is taken: the whole path is not
 
 
 def _load_previous(
@@ -212,21 +299,6 @@ def rebuild_reason(manifest: Manifest, settings: Settings, embedder: Embedder) -
             "re-chunking and re-embedding every file"
         )
     return None
-
-
-def _keep_known_names(
-    candidates: list[Candidate], old_files: dict[str, FileEntry]
-) -> list[Candidate]:
-    """A file named directly that the index already holds (say, from its folder) keeps its name,
-    so one file never appears twice."""
-    known = {entry.path: (source, entry) for source, entry in old_files.items()}
-    renamed = []
-    for candidate in candidates:
-        if not candidate.from_folder and str(candidate.path) in known:
-            source, entry = known[str(candidate.path)]
-            candidate = Candidate(candidate.path, source, Path(entry.root), entry.from_folder)
-        renamed.append(candidate)
-    return renamed
 
 
 def _plan_file(

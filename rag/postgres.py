@@ -237,7 +237,13 @@ class PostgresStore:
         return PostgresCorpus(self, manifest.dimension)
 
     def ingest(
-        self, paths: Sequence[Path], embedder: Embedder, *, prune: bool = True, progress: bool
+        self,
+        paths: Sequence[Path],
+        embedder: Embedder,
+        *,
+        prune: bool = True,
+        progress: bool,
+        remove: Sequence[str] = (),
     ) -> IngestReport:
         started = time.perf_counter()
         chunker = make_chunker(self.settings, embedder)
@@ -251,7 +257,7 @@ class PostgresStore:
             )
             reusable = previous is not None and report.rebuild_reason is None
             old_files = previous.files if previous else {}
-            plan = plan_files(paths, old_files, reusable, chunker, prune, progress, report)
+            plan = plan_files(paths, old_files, reusable, chunker, prune, progress, report, remove)
             if previous is None and not any(Path(p).exists() for p in paths):  # a typo: no index
                 report.seconds = time.perf_counter() - started
                 return report

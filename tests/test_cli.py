@@ -233,3 +233,22 @@ def test_nothing_found_writes_no_index(tmp_path: Path) -> None:
     assert "nothing to index" in done.stdout
     assert not list((tmp_path / "new").glob("v*"))
     assert not (tmp_path / "new" / "CURRENT").exists()
+
+
+def test_remove_deletes_a_document_and_keeps_the_index_settings(
+    corpus: Path, tmp_path: Path
+) -> None:
+    index = tmp_path / "idx"
+    built = rag("ingest", corpus, "--index", index, "--chunk-size", "64", "--index-type", "hnsw")
+    assert built.returncode == 0, built.stderr
+    done = rag("remove", "docs/oxygen.txt", str(corpus / "football.md"), "--index", index)
+    assert done.returncode == 0, done.stderr
+    assert "1 files, " in done.stdout and "removed 2" in done.stdout
+    assert "note:" not in done.stderr  # nothing rebuilt: the index kept 64 tokens and HNSW
+    live = (index / "CURRENT").read_text().strip()
+    manifest = json.loads((index / live / "manifest.json").read_text())
+    assert (manifest["chunk_size_tokens"], manifest["index_type"]) == (64, "hnsw")
+    assert list(manifest["files"]) == ["docs/nested/primes.html"]
+    unknown = rag("remove", "docs/none.md", "--index", index)
+    assert unknown.returncode == 1
+    assert "skipped docs/none.md: not in the index: nothing to remove" in unknown.stderr

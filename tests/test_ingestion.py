@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,9 +30,7 @@ class CountingEmbedder(HashingEmbedder):
         return super().embed(texts)
 
 
-def into(
-    settings: Settings, paths: list[Path], embedder: Embedder, **options: bool
-) -> IngestReport:
+def into(settings: Settings, paths: list[Path], embedder: Embedder, **options: Any) -> IngestReport:
     """Ingest through the store `settings` selects (FAISS files or PostgreSQL)."""
     return make_store(settings).ingest(paths, embedder, progress=False, **options)
 
