@@ -1,5 +1,6 @@
-"""The command line: `python -m rag ingest|remove|search|ask|serve`. Maps domain errors to one line and an exit
-status (0 ok, 1 some input skipped or the operation failed, 2 usage error); never a traceback."""
+"""The command line: `python -m rag ingest|remove|search|ask|serve`. Maps domain errors to one
+line and an exit status (0 ok, 1 some input skipped or the operation failed, 2 usage error);
+never a traceback."""
 
 from __future__ import annotations
 
