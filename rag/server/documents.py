@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from rag.documents import SUPPORTED_SUFFIXES
@@ -94,15 +94,32 @@ async def save(upload: UploadFile, folder: Path, limit_bytes: int) -> Path:
     return target
 
 
-@router.post("/v1/documents", status_code=201, summary="Upload files and ingest them")
+@router.post(
+    "/v1/documents",
+    status_code=201,
+    summary="Upload files and ingest them",
+    responses={409: {"description": "a file of that name was uploaded before (see replace)"}},
+)
 async def upload(
     files: Annotated[list[UploadFile], File(description="txt, md, html or pdf files")],
     service: ServiceDep,
+    replace: Annotated[
+        bool, Form(description="replace earlier uploads of the same names (else 409)")
+    ] = False,
 ) -> dict[str, Any]:
     names = [safe_name(f.filename) for f in files]  # refuse the whole request before writing
     if len(set(names)) != len(names):
         raise BadUpload("two uploaded files have the same name")
     folder = service.settings.upload_dir
+    prefix = folder.resolve().name
+    existing = [name for name in names if (folder / name).exists()]
+    if existing and not replace:
+        raise HTTPException(
+            409,
+            f"{', '.join(f'{prefix}/{n}' for n in existing)} "
+            f"{'was' if len(existing) == 1 else 'were'} uploaded before: send replace=true "
+            "(a form field) to replace it, or upload under another name",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     written = [await save(f, folder, service.settings.max_upload_bytes) for f in files]
     report = await run_in_threadpool(service.ingest_uploads)
@@ -116,10 +133,12 @@ async def upload(
             "no file could be ingested: " + "; ".join(f"{n}: {r}" for n, r in refused.items())
         )
     entries = service.documents()
-    prefix = folder.resolve().name
     return {
         "documents": [
-            describe(f"{prefix}/{p.name}", entries[f"{prefix}/{p.name}"], service)
+            {
+                **describe(f"{prefix}/{p.name}", entries[f"{prefix}/{p.name}"], service),
+                "replaced": p.name in existing,
+            }
             for p in written
             if p.name not in refused
         ],

@@ -96,3 +96,25 @@ def test_a_file_over_the_size_limit_is_refused(serve: Serve, tmp_path: Path) -> 
     assert response.status_code == 413
     assert "limit" in response.json()["error"]["message"]
     assert not (tmp_path / "uploads" / "big.txt").exists()
+
+
+def test_an_upload_with_the_name_of_an_earlier_one_is_refused_unless_replace(
+    serve: Serve, tmp_path: Path
+) -> None:
+    server = serve()
+    first = ("files", ("animal.md", b"# Animal\n\nThe tapir eats ferns in the forest."))
+    second = ("files", ("animal.md", b"# Animal\n\nThe zebra eats grass on the plain."))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.post("/v1/documents", files=[first]).status_code == 201
+        clash = client.post("/v1/documents", files=[second])
+        assert clash.status_code == 409, clash.text
+        message = clash.json()["error"]["message"]
+        assert "uploads/animal.md" in message and "replace=true" in message
+        assert b"tapir" in (tmp_path / "uploads" / "animal.md").read_bytes()  # nothing lost
+        assert ask(client, "What eats ferns?", top_k=1)[0].data[0]["source"] == "uploads/animal.md"
+        replaced = client.post("/v1/documents", files=[second], data={"replace": "true"})
+        assert replaced.status_code == 201, replaced.text
+        assert replaced.json()["documents"][0]["replaced"] is True
+        assert b"zebra" in (tmp_path / "uploads" / "animal.md").read_bytes()
+        new = client.post("/v1/documents", files=[("files", ("other.md", b"# O\n\nOkapis."))])
+        assert new.json()["documents"][0]["replaced"] is False
