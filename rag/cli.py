@@ -317,8 +317,9 @@ def run_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_report(report: IngestReport) -> None:
-    if report.rebuild_reason:
-        print(f"note: {report.rebuild_reason}", file=sys.stderr)
+    for note in [report.rebuild_reason, *report.notes]:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     for item in report.skipped:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     for item in report.ignored:

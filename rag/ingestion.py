@@ -52,6 +52,7 @@ class IngestReport:
     skipped: list[Skipped] = field(default_factory=list)
     ignored: list[Skipped] = field(default_factory=list)
     rebuild_reason: str | None = None
+    notes: list[str] = field(default_factory=list)  # other changes worth a line, e.g. index type
     n_files: int = 0
     n_chunks: int = 0
     n_embedded: int = 0
@@ -115,10 +116,11 @@ def ingest(
     """Bring the index in `settings.index_dir` up to date with the files under `paths`, and
     drop the documents named in `remove`."""
     started = time.perf_counter()
-    chunker = make_chunker(settings, embedder)
+    make_chunker(settings, embedder)  # a bad chunk size is refused before anything is read
     report = IngestReport(index_dir=str(settings.index_dir))
     with store.lock(settings.index_dir):
-        previous = _load_previous(settings, embedder, report)
+        previous, settings = _load_previous(settings, embedder, report)
+        chunker = make_chunker(settings, embedder)
         reusable = previous if report.rebuild_reason is None else None
         old_files = previous.manifest.files if previous else {}
         plan = plan_files(
@@ -269,16 +271,23 @@ def _free_name(candidate: Candidate, taken: dict[str, str]) -> str:
 
 def _load_previous(
     settings: Settings, embedder: Embedder, report: IngestReport
-) -> StoredIndex | None:
+) -> tuple[StoredIndex | None, Settings]:
+    """The live version, and the settings to ingest with: the index's own where not given."""
     try:
         previous = store.load(settings.index_dir)
     except IndexNotFound:
-        return None
+        return None, settings
     except IndexError_ as err:
         report.rebuild_reason = f"the previous index is unusable ({err}); building a new one"
-        return None
+        return None, settings
+    settings = settings.for_index(previous.manifest)
     report.rebuild_reason = rebuild_reason(previous.manifest, settings, embedder)
-    return previous
+    if previous.manifest.index_type != settings.index_type:
+        report.notes.append(
+            f"index type changed from {previous.manifest.index_type} to {settings.index_type}: "
+            "the vector index is rebuilt from the stored vectors (nothing is re-embedded)"
+        )
+    return previous, settings
 
 
 def rebuild_reason(manifest: Manifest, settings: Settings, embedder: Embedder) -> str | None:

@@ -246,14 +246,16 @@ class PostgresStore:
         remove: Sequence[str] = (),
     ) -> IngestReport:
         started = time.perf_counter()
-        chunker = make_chunker(self.settings, embedder)
+        make_chunker(self.settings, embedder)  # a bad chunk size is refused before any work
         report = IngestReport(index_dir=self.where)
         conn = self.connect()
         with self.errors(), conn, writer_lock(conn, self.settings.database_schema):
             register_vector(conn)  # vectors are copied in as numpy arrays
             previous = read_manifest(conn)
+            settings = self.settings.for_index(previous) if previous else self.settings
+            chunker = make_chunker(settings, embedder)
             report.rebuild_reason = (
-                rebuild_reason(previous, self.settings, embedder) if previous else None
+                rebuild_reason(previous, settings, embedder) if previous else None
             )
             reusable = previous is not None and report.rebuild_reason is None
             old_files = previous.files if previous else {}
@@ -267,7 +269,7 @@ class PostgresStore:
             rows = dict(zip((c.id for c in fresh), vectors, strict=True))
             if not reusable:  # first ingest or rebuild: everything in one transaction
                 with conn.transaction():
-                    reset(conn, self.settings, embedder)
+                    reset(conn, settings, embedder)
                     for source, chunks in plan.new_chunks.items():
                         replace_file(conn, source, plan.entries[source], chunks, rows)
                 report.wrote = True

@@ -27,6 +27,10 @@ LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
+# What an index is built with: an existing index keeps its own unless one is given explicitly.
+INDEX_SETTINGS = ("chunk_size_tokens", "chunk_overlap_tokens", "index_type")
+
+
 @dataclass(frozen=True)
 class Settings:
     store: StoreName = field(
@@ -86,6 +90,11 @@ class Settings:
         metadata={"help": "'flat' (exact search) or 'hnsw' (approximate, for large corpora)"},
     )
     embed_batch_size: int = field(default=64, metadata={"help": "texts per encoder batch"})
+    # Which of INDEX_SETTINGS were given (a RAG_* variable, a flag, `replace`): only those change
+    # an existing index; the others are the index's own (see `for_index`).
+    given: frozenset[str] = field(
+        default=frozenset(), compare=False, repr=False, metadata={"internal": True}
+    )
 
     # retrieval for answers
     top_k: int = field(
@@ -229,24 +238,42 @@ class Settings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = env.get(f"RAG_{f.name.upper()}")
-            if raw is None or raw == "":
+            if f.name == "given" or raw is None or raw == "":
                 continue
             values[f.name] = _parse(f.name, f.default, raw)
-        return cls(**values)
+        return cls(**values, given=frozenset(INDEX_SETTINGS) & values.keys())
 
     def to_env(self) -> dict[str, str]:
         """The `RAG_*` variables that `from_env` reads back as these settings (how `rag serve
-        --workers` hands its flags to the worker processes)."""
-        fields = dataclasses.fields(self)
-        return {f"RAG_{f.name.upper()}": str(getattr(self, f.name)) for f in fields}
+        --workers` hands its flags to the worker processes); an index setting only if given or
+        not the default, so the workers keep the index's own like this process."""
+        return {
+            f"RAG_{f.name.upper()}": str(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name != "given"
+            and (
+                f.name not in INDEX_SETTINGS
+                or f.name in self.given
+                or getattr(self, f.name) != f.default
+            )
+        }
+
+    def for_index(self, built: Any) -> Settings:
+        """The settings an ingest into an index built with `built` (its manifest) uses: the
+        index's own chunk settings and index type, except those given explicitly."""
+        own = {name: getattr(built, name) for name in INDEX_SETTINGS if name not in self.given}
+        return dataclasses.replace(self, **own)
 
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with some fields changed; `None` values are ignored (unset CLI flags)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with some fields changed; `None` values are ignored (unset CLI flags). Index
+        settings changed here count as given (they change an existing index)."""
+        changed = {k: v for k, v in changes.items() if v is not None}
+        given = self.given | (frozenset(INDEX_SETTINGS) & changed.keys())
+        return dataclasses.replace(self, **changed, given=given)
 
 
 def _parse(name: str, default: object, raw: str) -> object:

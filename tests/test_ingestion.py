@@ -128,7 +128,7 @@ def test_model_change_rebuilds_everything(corpus: Path, stored: Settings) -> Non
 
 def test_chunk_settings_change_rebuilds(corpus: Path, stored: Settings) -> None:
     first = into(stored, [corpus], HashingEmbedder())
-    smaller = dataclasses.replace(stored, chunk_size_tokens=20, chunk_overlap_tokens=4)
+    smaller = stored.replace(chunk_size_tokens=20, chunk_overlap_tokens=4)  # given: it counts
     report = into(smaller, [corpus], HashingEmbedder())
     assert report.rebuild_reason and "chunk settings changed" in report.rebuild_reason
     assert report.n_chunks > first.n_chunks
@@ -138,7 +138,7 @@ def test_index_type_change_reuses_vectors(corpus: Path, settings: Settings) -> N
     embedder = CountingEmbedder()
     ingest([corpus], settings, embedder)
     embedded = len(embedder.texts)
-    report = ingest([corpus], dataclasses.replace(settings, index_type="hnsw"), embedder)
+    report = ingest([corpus], settings.replace(index_type="hnsw"), embedder)
     assert report.wrote and report.n_embedded == 0 and len(embedder.texts) == embedded
     loaded = store.load(settings.index_dir)
     assert loaded.manifest.index_type == "hnsw"
@@ -202,3 +202,43 @@ def test_old_versions_are_cleaned_up(corpus: Path, settings: Settings) -> None:
     assert json.loads(
         (settings.index_dir / store.load(settings.index_dir).version / "manifest.json").read_text()
     )
+
+
+def test_an_index_keeps_its_own_settings_unless_others_are_given(
+    corpus: Path, stored: Settings
+) -> None:
+    """Built with 64/8 tokens and HNSW; later ingests with the defaults (a plain `rag ingest`,
+    a server's upload) keep them; settings given explicitly change them, with a note."""
+    built = stored.replace(chunk_size_tokens=64, chunk_overlap_tokens=8, index_type="hnsw")
+    into(built, [corpus], HashingEmbedder())
+    plain = dataclasses.replace(  # the defaults, none given: as `rag serve` starts
+        stored, chunk_size_tokens=200, chunk_overlap_tokens=32, index_type="flat", given=frozenset()
+    )
+    (corpus / "new.md").write_text("# New\n\nTapirs eat ferns.", encoding="utf-8")
+    report = into(plain, [corpus], HashingEmbedder())
+    assert report.rebuild_reason is None and report.notes == []
+    assert report.added == ["docs/new.md"] and report.n_embedded == 1
+    manifest = opened(stored).manifest
+    assert (manifest.chunk_size_tokens, manifest.chunk_overlap_tokens) == (64, 8)
+    if stored.store == "faiss":
+        assert manifest.index_type == "hnsw"
+        flat = into(plain.replace(index_type="flat"), [corpus], HashingEmbedder())
+        assert flat.notes == [
+            "index type changed from hnsw to flat: the vector index is rebuilt from the stored "
+            "vectors (nothing is re-embedded)"
+        ]
+        assert opened(stored).manifest.index_type == "flat"
+    given = dataclasses.replace(
+        plain, chunk_size_tokens=100, given=frozenset({"chunk_size_tokens"})
+    )
+    changed = into(given, [corpus], HashingEmbedder())
+    assert changed.rebuild_reason and "from 64/8 to 100/8" in changed.rebuild_reason
+
+
+def test_given_index_settings_come_from_the_environment_and_reach_the_workers() -> None:
+    from_env = Settings.from_env({"RAG_CHUNK_SIZE_TOKENS": "100", "RAG_TOP_K": "3"})
+    assert from_env.given == {"chunk_size_tokens"}
+    assert "RAG_CHUNK_OVERLAP_TOKENS" not in Settings().to_env()  # the index's own, in workers
+    worker = Settings.from_env(from_env.to_env())
+    assert worker == from_env and worker.given == {"chunk_size_tokens"}
+    assert Settings().replace(index_type="hnsw", top_k=2).given == {"index_type"}

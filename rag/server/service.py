@@ -160,5 +160,8 @@ class Service:
         upload_dir = self.settings.upload_dir
         with self.ingest_lock:
             report = self.store.ingest([Path(upload_dir)], self.embedder, progress=False)
+            for note in [report.rebuild_reason, *report.notes]:
+                if note:  # an upload changed more than its own documents: say so
+                    log.warning("upload: %s", note)
             self.reload()
         return report

@@ -118,3 +118,33 @@ def test_an_upload_with_the_name_of_an_earlier_one_is_refused_unless_replace(
         assert b"zebra" in (tmp_path / "uploads" / "animal.md").read_bytes()
         new = client.post("/v1/documents", files=[("files", ("other.md", b"# O\n\nOkapis."))])
         assert new.json()["documents"][0]["replaced"] is False
+
+
+def test_an_upload_keeps_the_index_settings_it_was_built_with(
+    indexed: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The index was built with 40/8-token chunks; a server started with the defaults (none
+    given, as `rag serve` with no RAG_CHUNK_* variable) adds an upload without re-chunking."""
+    import dataclasses
+
+    from rag import store
+    from rag.embeddings import HashingEmbedder
+    from rag.llm.mock import MockLLM
+    from rag.server.app import create_app
+    from tests.server.live import LiveServer
+
+    defaults = dataclasses.replace(
+        indexed, chunk_size_tokens=200, chunk_overlap_tokens=32, given=frozenset()
+    )
+    before = store.load(indexed.index_dir).manifest
+    app = create_app(defaults, embedder=HashingEmbedder(), llm=MockLLM())
+    with LiveServer(app) as server:
+        files = [("files", ("okapi.md", b"# Okapi\n\nOkapis live in the Ituri forest."))]
+        response = httpx.post(f"{server.url}/v1/documents", files=files, timeout=30)
+        assert response.status_code == 201, response.text
+    after = store.load(indexed.index_dir).manifest
+    assert (after.chunk_size_tokens, after.chunk_overlap_tokens) == (40, 8)
+    assert {s: e.sha256 for s, e in after.files.items() if s != "uploads/okapi.md"} == {
+        s: e.sha256 for s, e in before.files.items()
+    }
+    assert "chunk settings changed" not in caplog.text
