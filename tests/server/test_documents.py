@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rag.settings import Settings
 from tests.server.conftest import Serve
 from tests.server.live import ask
 
