@@ -112,11 +112,11 @@ async def ask(body: AskRequest, request: Request, service: ServiceDep) -> Respon
     ticket, prepared = await admit_and_prepare(service, body.question, body.top_k, body.retrieval)
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
     shutdown = anyio.Event()  # set by sse-starlette when the server begins to stop
-    events = answer_stream(service, ticket, prepared, timings=timings, shutdown=shutdown)
-    if not body.stream:
-        result = await collect(events)
-        status = 200 if "error" not in result else 502
-        return JSONResponse(result, status_code=status)
+    events = answer_stream(
+        service, ticket, prepared, timings=timings, shutdown=shutdown, raise_errors=not body.stream
+    )
+    if not body.stream:  # a failure was raised: the app answers it with its own status
+        return JSONResponse(await collect(events))
     if NDJSON in request.headers.get("accept", ""):
         return StreamingResponse(ndjson_stream(events), media_type=NDJSON, headers=NO_BUFFERING)
     return sse_response(sse_stream(events), service, shutdown)

@@ -83,7 +83,9 @@ async def chat_completions(body: ChatRequest, request: Request, service: Service
     ticket, prepared = await admit_and_prepare(service, question, body.top_k, body.retrieval)
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
     shutdown = anyio.Event()
-    events = answer_stream(service, ticket, prepared, timings=timings, shutdown=shutdown)
+    events = answer_stream(
+        service, ticket, prepared, timings=timings, shutdown=shutdown, raise_errors=not body.stream
+    )
     max_tokens = service.settings.max_tokens
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
@@ -96,8 +98,6 @@ async def chat_completions(body: ChatRequest, request: Request, service: Service
             sources = payload
         elif name == "token":
             text.append(payload["text"])
-        elif name == "error":
-            return JSONResponse(error_object(payload), status_code=502)
         else:
             done = payload
     return JSONResponse(

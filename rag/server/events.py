@@ -31,10 +31,13 @@ async def answer_stream(
     cancel: threading.Event | None = None,
     timings: dict[str, Any] | None = None,
     shutdown: anyio.Event | None = None,
+    raise_errors: bool = False,
 ) -> AsyncGenerator[Event, None]:
     """The events of one prepared question; `timings` (when given) receives the `done`
     payload, for the access log. When `shutdown` is set (the server is stopping), the
-    generation is cancelled and the stream ends with an `error` event saying so."""
+    generation is cancelled and the stream ends with an `error` event saying so. With
+    `raise_errors` (a whole answer in one response: no byte is sent yet), a failure is raised
+    for the app to map to its status (504 for a timeout, 502 for the LLM) instead."""
     cancel = cancel or threading.Event()
     stopping = asyncio.create_task(_cancel_on(shutdown, cancel)) if shutdown else None
     entered = False
@@ -53,8 +56,12 @@ async def answer_stream(
                     timings.update(done)
                 yield event.kind, done
     except RagError as err:
+        if raise_errors:
+            raise
         yield "error", {"message": str(err)}
     except Exception:
+        if raise_errors:
+            raise
         log.exception("generation failed")
         yield "error", {"message": "the answer failed on the server (the server log has details)"}
     finally:

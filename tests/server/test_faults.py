@@ -66,6 +66,20 @@ def test_a_hanging_backend_is_ended_by_the_generation_timeout_and_frees_its_slot
         assert [e.name for e in ask(client, QUESTION)][-1] == "error"
 
 
+def test_a_timeout_without_streaming_is_a_504_like_everywhere_else(serve: Serve) -> None:
+    """`stream: false` and OpenAI's non-streamed chat: the timeout's own status and type."""
+    server = serve(llm=HangingLLM(), generation_timeout_s=1.0)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        whole = client.post("/v1/ask", json={"question": QUESTION, "stream": False})
+        chat = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}]}
+        )
+    for response in (whole, chat):
+        assert response.status_code == 504, response.text
+        error = response.json()["error"]
+        assert error["type"] == "server_error" and "longer than 1 s" in error["message"]
+
+
 @pytest.mark.parametrize(
     ("behaviour", "needle"),
     [
