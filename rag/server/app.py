@@ -42,9 +42,15 @@ CHATTY_LOGGERS = ("faiss", "faiss.loader", "bm25s")
 
 def configure_logging(level: str, prefix: str = "") -> None:
     logging.basicConfig(level=level.upper(), format=f"{prefix}{LOG_FORMAT}")
-    if level.upper() != "DEBUG":
-        for name in CHATTY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
+    if level.upper() != "DEBUG":  # a filter on the handlers: bm25s sets its own logger's level
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(quiet_libraries)
+
+
+def quiet_libraries(record: logging.LogRecord) -> bool:
+    """Drop the INFO and DEBUG records of CHATTY_LOGGERS."""
+    chatty = record.name.split(".")[0] in {name.split(".")[0] for name in CHATTY_LOGGERS}
+    return record.levelno >= logging.WARNING or not chatty
 
 
 def worker_app() -> FastAPI:

@@ -71,3 +71,19 @@ def test_no_cors_headers_by_default(serve: Serve) -> None:
     server = serve()
     response = httpx.get(f"{server.url}/healthz", headers={"Origin": "https://app.example"})
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_chatty_libraries_log_only_their_warnings() -> None:
+    """faiss's loader and bm25s log their internals at INFO / DEBUG (bm25s sets its own logger's
+    level, so the filter sits on the handlers)."""
+    import logging
+
+    from rag.server.app import quiet_libraries
+
+    def record(name: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, "message", None, None)
+
+    assert not quiet_libraries(record("bm25s", logging.DEBUG))
+    assert not quiet_libraries(record("faiss.loader", logging.INFO))
+    assert quiet_libraries(record("bm25s", logging.WARNING))
+    assert quiet_libraries(record("rag.server", logging.INFO))
