@@ -98,7 +98,7 @@ def run(
     """`wheels`: name -> (wheel file, CPU variants to leave out of a runtime-dispatch wheel)."""
     from bench_generation import prompts as service_prompts
 
-    from rag.llm.llamacpp import default_model_path
+    from rag.llm.gguf import default_model_path
 
     model = default_model_path()
     texts = service_prompts(dataset, n, lambda text: len(text) // 4)

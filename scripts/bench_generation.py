@@ -18,7 +18,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.llm.llamacpp import LlamaCppLLM, default_model_path  # noqa: E402
+from rag.llm.gguf import default_model_path  # noqa: E402
+from rag.llm.llamacpp import LlamaCppLLM  # noqa: E402
 from rag.prompt import STOP, Prompt, build_prompt  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.squad import load_articles  # noqa: E402

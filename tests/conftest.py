@@ -101,7 +101,7 @@ def pg(settings: Settings, postgres_url: str) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[str]:
     """llama.cpp's own OpenAI-compatible server with the Gemma GGUF, on a free port."""
-    from rag.llm.llamacpp import default_model_path
+    from rag.llm.gguf import default_model_path
 
     gemma_path = default_model_path()
     port = free_port()

@@ -82,7 +82,7 @@ def test_openai_backend_reports_a_server_that_is_down_quickly() -> None:
 
 @pytest.fixture(scope="module")
 def gemma_path() -> Path:
-    from rag.llm.llamacpp import default_model_path
+    from rag.llm.gguf import default_model_path
 
     return default_model_path()
 

