@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any, get_args
 
 from rag.answer import Answerer
-from rag.corpus import make_store
+from rag.corpus import IngestReport
 from rag.embeddings import make_embedder
 from rag.errors import RagError, UsageError
-from rag.ingestion import IngestReport, default_progress
+from rag.ingestion import default_progress, ingest
 from rag.llm import make_llm
 from rag.retrieval import MODES, Retriever
 from rag.settings import LOG_LEVELS, LLMName, Settings, StoreName
+from rag.stores import make_store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -282,8 +283,9 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     embedder = make_embedder(settings)
-    report = make_store(settings).ingest(
+    report = ingest(
         args.paths,
+        settings,
         embedder,
         prune=args.prune,
         progress=not args.quiet and not args.json and default_progress(),
@@ -296,19 +298,14 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_remove(args: argparse.Namespace, settings: Settings) -> int:
-    built = make_store(settings).open().manifest  # removing rebuilds nothing: the index's own
-    settings = settings.replace(
-        chunk_size_tokens=built.chunk_size_tokens,
-        chunk_overlap_tokens=built.chunk_overlap_tokens,
-        index_type=built.index_type,
-    )
+    built = make_store(settings).open().manifest  # removing rebuilds nothing
     embedder = make_embedder(settings)
     if embedder.name != built.embedding_model:
         raise UsageError(
             f"the index was built with {built.embedding_model}, not {embedder.name}: removing "
             "with another model would re-embed every document; pass --model"
         )
-    report = make_store(settings).ingest([], embedder, progress=False, remove=args.sources)
+    report = ingest([], settings, embedder, remove=args.sources)
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
     else:

@@ -1,29 +1,94 @@
-"""The index seam: where the chunks live (`Store`: ingest into it, open it) and what retrieval
-reads from it (`Corpus`: the candidates of one question, dense and lexical, with their chunks).
+"""The index seam: where the chunks live (`Store`: open it, write to it) and what retrieval reads
+from it (`Corpus`: the candidates of one question, dense and lexical, with their chunks).
 
-Two stores: FAISS + BM25 files in a folder (the embedded default, `rag.store`) and PostgreSQL
-with pgvector and full-text search (`rag.postgres`, for several workers sharing one index).
-Fusion, minimum score and MMR stay in `rag.retrieval`, the same for both.
+Two stores under `rag.stores`: FAISS + BM25 files in a folder (the embedded default) and
+PostgreSQL with pgvector and full-text search (several workers sharing one index). Ingestion
+(`rag.ingestion`) is written once over `IndexWriter`; fusion, minimum score and MMR stay in
+`rag.retrieval`, the same for both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from rag.chunks import Chunk
-from rag.errors import DependencyMissing
-from rag.settings import Settings
+from rag.documents import Skipped
+from rag.settings import IndexType
 
-if TYPE_CHECKING:
-    from rag.embeddings import Embedder
-    from rag.ingestion import IngestReport
-    from rag.store import Manifest
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One document of the index: the file it was read from and what it became."""
+
+    path: str  # absolute, to re-read the file when a settings change forces a rebuild
+    root: str  # the folder argument it came from (pruning) or its own folder
+    from_folder: bool
+    sha256: str
+    size: int
+    title: str
+    n_chunks: int
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What any store reports of its index: how it was built, and its documents."""
+
+    embedding_model: str
+    dimension: int
+    chunk_size_tokens: int
+    chunk_overlap_tokens: int
+    index_type: IndexType  # the vector index: FAISS flat or HNSW; pgvector's is HNSW
+    files: dict[str, FileEntry]
+    n_chunks: int
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did, for the CLI's summary, `--json` and the upload route."""
+
+    index_dir: str  # where: a folder, or a database URL without its password
+    version: str | None = None
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    ignored: list[Skipped] = field(default_factory=list)
+    rebuild_reason: str | None = None
+    notes: list[str] = field(default_factory=list)  # other changes worth a line, e.g. index type
+    n_files: int = 0
+    n_chunks: int = 0
+    n_embedded: int = 0
+    seconds: float = 0.0
+    wrote: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Change:
+    """The index after an ingest, as a writer receives it: every document's entry, the fresh
+    chunks of new and changed ones with their vectors (by chunk id), the documents removed;
+    documents in `entries` without fresh chunks keep what the index holds."""
+
+    info: IndexInfo  # model, dimension, chunk settings and index type of the result
+    fresh: dict[str, list[Chunk]]
+    vectors: dict[str, NDArray[np.float32]]
+    removed: Sequence[str]
+    rebuild: bool  # everything is new: the previous content goes in the same step
+
+
+@dataclass(frozen=True)
+class Written:
+    version: str | None
+    n_chunks: int
 
 
 @dataclass
@@ -37,26 +102,44 @@ class Candidates:
     vectors: dict[int, NDArray[np.float32]] = field(default_factory=dict)  # when asked
 
 
+@dataclass(frozen=True)
+class CandidateQuery:
+    """What retrieval asks a corpus for one question."""
+
+    text: str
+    vector: NDArray[np.float32] | None  # the question's embedding (None: lexical only)
+    pool: int  # candidates per side
+    dense: bool = True
+    lexical: bool = True
+    with_vectors: bool = False  # the candidates' stored vectors too (MMR)
+
+
 class Corpus(Protocol):
     """A searchable view of the index."""
 
     @property
-    def manifest(self) -> Manifest:
+    def manifest(self) -> IndexInfo:
         """Model, dimension, chunk settings and files (a database reads them when asked)."""
         ...
 
-    def candidates(
-        self,
-        query: str,
-        vector: NDArray[np.float32] | None,
-        pool: int,
-        *,
-        dense: bool,
-        lexical: bool,
-        with_vectors: bool = False,
-    ) -> Candidates:
-        """Up to `pool` chunks from each side asked for; cosines of all of them when `vector`
-        is given; their stored vectors when `with_vectors`."""
+    def candidates(self, query: CandidateQuery) -> Candidates:
+        """Up to `query.pool` chunks from each side asked for; cosines of all of them when a
+        vector is given; their stored vectors when asked."""
+        ...
+
+
+class IndexWriter(Protocol):
+    """A store's side of one ingest, under its write lock (see `Store.writing`)."""
+
+    index_types: tuple[IndexType, ...]  # the vector index types it can build
+
+    def previous(self) -> IndexInfo | None:
+        """The index as it stands (None: nothing ingested yet); `IndexError_` when it cannot
+        be used, and ingestion then builds it anew."""
+        ...
+
+    def write(self, change: Change) -> Written:
+        """Make `change` the index: readers see the old or the new, never a mix of one file."""
         ...
 
 
@@ -75,36 +158,10 @@ class Store(Protocol):
 
     def open(self) -> Corpus: ...
 
-    def ingest(
-        self,
-        paths: Sequence[Path],
-        embedder: Embedder,
-        *,
-        prune: bool = True,
-        progress: bool,
-        remove: Sequence[str] = (),
-    ) -> IngestReport:
-        """Bring the index up to date with the files under `paths` (pruning vanished files of
-        walked folders when `prune`), and drop the documents named in `remove`."""
+    def writing(self) -> AbstractContextManager[IndexWriter]:
+        """The one writer's right to change the index; `IndexLocked` if another holds it."""
         ...
 
     def close(self) -> None:
         """Let go of connections (a server stopping)."""
         ...
-
-
-def make_store(settings: Settings) -> Store:
-    match settings.store:
-        case "faiss":
-            from rag.ingestion import FolderStore
-
-            return FolderStore(settings)
-        case "pgvector":
-            try:
-                from rag.postgres import PostgresStore
-            except ImportError as err:
-                raise DependencyMissing(
-                    f"RAG_STORE=pgvector needs psycopg, psycopg-pool and pgvector ({err.name} is "
-                    "missing): pip install -r requirements.txt"
-                ) from None
-            return PostgresStore(settings)

@@ -5,6 +5,7 @@ RagError                  anything this package reports to a user in one sentenc
 ├── DocumentError         one file cannot be ingested; carries the reason
 ├── DependencyMissing     an optional backend's package is not installed
 ├── EngineCrashed         llama.cpp died (a signal) or failed its check in a child process
+├── LLMError              the LLM backend failed while generating
 └── IndexError_           the index (a folder, or tables in PostgreSQL) cannot be used
     ├── IndexNotFound     nothing has been ingested into that folder yet
     ├── IndexCorrupt      files missing, truncated or inconsistent
@@ -32,6 +33,10 @@ class DependencyMissing(RagError):
 
 class EngineCrashed(RagError):
     """The local LLM engine cannot run here (e.g. built for instructions this CPU lacks)."""
+
+
+class LLMError(RagError):
+    """The backend failed while generating; the message says how."""
 
 
 class IndexError_(RagError):

@@ -7,7 +7,7 @@ chunks. The index knows rows only; which chunk a row is lives in the store besid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,23 +17,6 @@ from rag.settings import IndexType
 HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
-
-
-class VectorIndex(Protocol):
-    @property
-    def size(self) -> int: ...
-
-    def search(
-        self, queries: NDArray[np.float32], k: int
-    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """Scores and row numbers of the `k` best rows per query; -1 marks an empty slot."""
-        ...
-
-    def vectors(self) -> NDArray[np.float32]:
-        """Every stored vector, in row order (incremental ingest reuses them)."""
-        ...
-
-    def save(self, path: Path) -> None: ...
 
 
 class FaissIndex:

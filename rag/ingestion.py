@@ -1,8 +1,9 @@
-"""Paths -> the on-disk index, incrementally: only new or changed files are read, chunked and
-embedded; vectors of unchanged files are reused; files gone from a re-ingested folder are pruned.
+"""Paths -> the index, incrementally, the same for every store: only new or changed files are
+read, chunked and embedded; unchanged files keep what the index holds; files gone from a walked
+folder are pruned. A store supplies `previous()` and `write()` under its lock (`IndexWriter`).
 
-A change of embedding model or chunk settings rebuilds everything (never a mixed index). The new
-version is written beside the old one and swapped in atomically by `store.save`.
+A change of embedding model or chunk settings rebuilds everything (never a mixed index); the
+index keeps its own chunk settings and index type unless others are given explicitly.
 """
 
 from __future__ import annotations
@@ -11,16 +12,14 @@ import dataclasses
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from rag import store
 from rag.chunks import Chunk, Chunker
-from rag.corpus import Corpus
+from rag.corpus import Change, FileEntry, IndexInfo, IndexWriter, IngestReport, Store
 from rag.documents import (
     NO_SUCH_FILE,
     Candidate,
@@ -31,10 +30,7 @@ from rag.documents import (
 )
 from rag.embeddings import Embedder, Vectors
 from rag.errors import DocumentError, IndexError_, IndexNotFound, UsageError
-from rag.index import FaissIndex
-from rag.lexical import LexicalIndex
 from rag.settings import Settings
-from rag.store import FileEntry, Manifest, StoredIndex
 
 # Texts per call to the embedder: large enough that length-sorted batches pad little, small
 # enough for a lively progress bar.
@@ -42,62 +38,9 @@ EMBED_SLICE = 512
 
 
 @dataclass
-class IngestReport:
-    index_dir: str
-    version: str | None = None
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    ignored: list[Skipped] = field(default_factory=list)
-    rebuild_reason: str | None = None
-    notes: list[str] = field(default_factory=list)  # other changes worth a line, e.g. index type
-    n_files: int = 0
-    n_chunks: int = 0
-    n_embedded: int = 0
-    seconds: float = 0.0
-    wrote: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class FolderStore:
-    """FAISS + BM25 files in `settings.index_dir`, versioned and swapped atomically."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    @property
-    def where(self) -> str:
-        return f"{self.settings.index_dir}/"
-
-    def version(self) -> str | None:
-        return store.current_version(self.settings.index_dir)
-
-    def open(self) -> Corpus:
-        return store.load(self.settings.index_dir)
-
-    def ingest(
-        self,
-        paths: Sequence[Path],
-        embedder: Embedder,
-        *,
-        prune: bool = True,
-        progress: bool,
-        remove: Sequence[str] = (),
-    ) -> IngestReport:
-        return ingest(paths, self.settings, embedder, prune=prune, progress=progress, remove=remove)
-
-    def close(self) -> None:
-        pass  # files are opened per read
-
-
-@dataclass
-class _Plan:
-    """What the new version holds: per source, its file entry and either new chunks to embed or
-    the rows of the previous version to reuse."""
+class Plan:
+    """What the new index holds: per source, its file entry and either new chunks to embed or
+    what the index already holds of it (`reused`)."""
 
     entries: dict[str, FileEntry] = field(default_factory=dict)
     new_chunks: dict[str, list[Chunk]] = field(default_factory=dict)
@@ -109,51 +52,86 @@ def ingest(
     settings: Settings,
     embedder: Embedder,
     *,
+    store: Store | None = None,
     prune: bool = True,
     progress: bool = False,
     remove: Sequence[str] = (),
 ) -> IngestReport:
-    """Bring the index in `settings.index_dir` up to date with the files under `paths`, and
-    drop the documents named in `remove`."""
+    """Bring the index of `settings` (or of `store`, one already open) up to date with the
+    files under `paths`, and drop the documents named in `remove`."""
+    if store is None:
+        from rag.stores import make_store
+
+        store = make_store(settings)
     started = time.perf_counter()
     make_chunker(settings, embedder)  # a bad chunk size is refused before anything is read
-    report = IngestReport(index_dir=str(settings.index_dir))
-    with store.lock(settings.index_dir):
-        previous, settings = _load_previous(settings, embedder, report)
+    report = IngestReport(index_dir=store.where)
+    with store.writing() as writer:
+        previous, settings = _previous(writer, settings, embedder, report)
+        old_files = previous.files if previous else {}
+        reusable = previous is not None and report.rebuild_reason is None
         chunker = make_chunker(settings, embedder)
-        reusable = previous if report.rebuild_reason is None else None
-        old_files = previous.manifest.files if previous else {}
-        plan = plan_files(
-            paths, old_files, reusable is not None, chunker, prune, progress, report, remove
-        )
-
-        if previous is None and not any(Path(p).exists() for p in paths):  # a typo: no index
+        plan = plan_files(paths, old_files, reusable, chunker, prune, progress, report, remove)
+        restructure = previous is not None and previous.index_type != settings.index_type
+        nothing_new = not (report.added or report.changed or report.removed or restructure)
+        typo = previous is None and not any(Path(p).exists() for p in paths)
+        if typo or (previous is not None and reusable and nothing_new):
+            report.version = store.version() if previous is not None else None
+            report.n_chunks = previous.n_chunks if previous is not None else 0
             report.seconds = time.perf_counter() - started
-            return report
-        restructure = previous is not None and previous.manifest.index_type != settings.index_type
-        if previous is not None and not (
-            report.added or report.changed or report.removed or report.rebuild_reason or restructure
-        ):
-            report.version, report.n_chunks = previous.version, previous.manifest.n_chunks
-            report.seconds = time.perf_counter() - started
-            return report
-
-        chunks, vectors = _assemble(plan, reusable, embedder, progress, report)
-        index = FaissIndex.build(vectors, embedder.dimension, settings.index_type)
-        lexical = LexicalIndex.build(chunks)
-        manifest = Manifest(
+            return report  # nothing to write (nor an empty index for a mistyped path)
+        fresh = [chunk for chunks in plan.new_chunks.values() for chunk in chunks]
+        vectors = embed_all([c.text for c in fresh], embedder, progress)
+        report.n_embedded = len(fresh)
+        info = IndexInfo(
             embedding_model=embedder.name,
             dimension=embedder.dimension,
             chunk_size_tokens=settings.chunk_size_tokens,
             chunk_overlap_tokens=settings.chunk_overlap_tokens,
             index_type=settings.index_type,
             files=dict(sorted(plan.entries.items())),
-            n_chunks=len(chunks),
+            n_chunks=sum(entry.n_chunks for entry in plan.entries.values()),
         )
-        report.version = store.save(settings.index_dir, manifest, chunks, index, lexical)
-        report.n_chunks, report.wrote = len(chunks), True
+        written = writer.write(
+            Change(
+                info=info,
+                fresh=plan.new_chunks,
+                vectors=dict(zip((c.id for c in fresh), vectors, strict=True)),
+                removed=tuple(report.removed),
+                rebuild=not reusable,
+            )
+        )
+        report.version, report.n_chunks, report.wrote = written.version, written.n_chunks, True
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _previous(
+    writer: IndexWriter, settings: Settings, embedder: Embedder, report: IngestReport
+) -> tuple[IndexInfo | None, Settings]:
+    """The index as it stands, and the settings to ingest with: the index's own where none
+    were given, and an index type the store can build."""
+    if settings.index_type not in writer.index_types:
+        settings = dataclasses.replace(settings, index_type=writer.index_types[0])
+    try:
+        previous = writer.previous()
+    except IndexNotFound:
+        return None, settings
+    except IndexError_ as err:
+        report.rebuild_reason = f"the previous index is unusable ({err}); building a new one"
+        return None, settings
+    if previous is None:
+        return None, settings
+    settings = settings.for_index(previous)
+    if settings.index_type not in writer.index_types:
+        settings = dataclasses.replace(settings, index_type=writer.index_types[0])
+    report.rebuild_reason = rebuild_reason(previous, settings, embedder)
+    if previous.index_type != settings.index_type:
+        report.notes.append(
+            f"index type changed from {previous.index_type} to {settings.index_type}: "
+            "the vector index is rebuilt from the stored vectors (nothing is re-embedded)"
+        )
+    return previous, settings
 
 
 def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
@@ -174,7 +152,7 @@ def plan_files(
     progress: bool,
     report: IngestReport,
     remove: Sequence[str] = (),
-) -> _Plan:
+) -> Plan:
     """What the index holds after this ingest: files found under `paths` (new or changed ones
     read and chunked, unchanged ones reused when `reusable`), files of the index not found
     again (kept; or pruned when they lie under a folder walked again, or were named directly
@@ -182,7 +160,7 @@ def plan_files(
     Fills the report's added, changed, removed, unchanged and skipped lists."""
     found = discover(paths)
     report.ignored = found.ignored
-    plan = _Plan()
+    plan = Plan()
     found.candidates = identify(found.candidates, old_files)
     for candidate in tqdm(found.candidates, desc="reading", unit="file", disable=not progress):
         _plan_file(candidate, old_files if reusable else {}, chunker, plan, report)
@@ -269,28 +247,7 @@ def _free_name(candidate: Candidate, taken: dict[str, str]) -> str:
     return candidate.path.as_posix()  # every shorter name is taken: the whole path is not
 
 
-def _load_previous(
-    settings: Settings, embedder: Embedder, report: IngestReport
-) -> tuple[StoredIndex | None, Settings]:
-    """The live version, and the settings to ingest with: the index's own where not given."""
-    try:
-        previous = store.load(settings.index_dir)
-    except IndexNotFound:
-        return None, settings
-    except IndexError_ as err:
-        report.rebuild_reason = f"the previous index is unusable ({err}); building a new one"
-        return None, settings
-    settings = settings.for_index(previous.manifest)
-    report.rebuild_reason = rebuild_reason(previous.manifest, settings, embedder)
-    if previous.manifest.index_type != settings.index_type:
-        report.notes.append(
-            f"index type changed from {previous.manifest.index_type} to {settings.index_type}: "
-            "the vector index is rebuilt from the stored vectors (nothing is re-embedded)"
-        )
-    return previous, settings
-
-
-def rebuild_reason(manifest: Manifest, settings: Settings, embedder: Embedder) -> str | None:
+def rebuild_reason(manifest: IndexInfo, settings: Settings, embedder: Embedder) -> str | None:
     """Why every file must be chunked and embedded again, if it must."""
     m = manifest
     if (m.embedding_model, m.dimension) != (embedder.name, embedder.dimension):
@@ -314,7 +271,7 @@ def _plan_file(
     candidate: Candidate,
     old_files: dict[str, FileEntry],
     chunker: Chunker,
-    plan: _Plan,
+    plan: Plan,
     report: IngestReport,
 ) -> None:
     old = old_files.get(candidate.source)
@@ -349,39 +306,13 @@ def _plan_file(
 
 
 def _skip(
-    candidate: Candidate, reason: str, old: FileEntry | None, plan: _Plan, report: IngestReport
+    candidate: Candidate, reason: str, old: FileEntry | None, plan: Plan, report: IngestReport
 ) -> None:
     if old is not None:  # loses nothing: the version ingested before stays searchable
         plan.entries[candidate.source] = old
         plan.reused.add(candidate.source)
         reason += "; its previously ingested version is kept"
     report.skipped.append(Skipped(str(candidate.path), reason))
-
-
-def _assemble(
-    plan: _Plan,
-    previous: StoredIndex | None,
-    embedder: Embedder,
-    progress: bool,
-    report: IngestReport,
-) -> tuple[list[Chunk], Vectors]:
-    """All chunks of the new version in (source, chunk number) order, with their vectors."""
-    fresh = [chunk for chunks in plan.new_chunks.values() for chunk in chunks]
-    fresh_vectors = embed_all([c.text for c in fresh], embedder, progress)
-    report.n_embedded = len(fresh)
-    rows: dict[str, tuple[Chunk, Vectors]] = {}
-    for chunk, vector in zip(fresh, fresh_vectors, strict=True):
-        rows[chunk.id] = (chunk, vector)
-    if plan.reused and previous is not None:
-        old_vectors = previous.vectors.vectors()
-        for row, chunk in enumerate(previous.chunks):
-            if chunk.source in plan.reused:
-                rows[chunk.id] = (chunk, old_vectors[row])
-    ordered = sorted(rows.values(), key=lambda cv: (cv[0].source, cv[0].chunk_no))
-    chunks = [chunk for chunk, _ in ordered]
-    if not ordered:
-        return chunks, np.zeros((0, embedder.dimension), dtype=np.float32)
-    return chunks, np.stack([vector for _, vector in ordered]).astype(np.float32)
 
 
 def embed_all(texts: list[str], embedder: Embedder, progress: bool = False) -> Vectors:

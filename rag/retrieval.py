@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag.chunks import Chunk
-from rag.corpus import Corpus
+from rag.corpus import CandidateQuery, Corpus
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatch, UsageError
 from rag.settings import RetrievalMode
@@ -92,12 +92,14 @@ class Retriever:
         if mode != "bm25" or mmr_lambda is not None:
             vector = self._embedder.embed([query])[0]
         found = self.index.candidates(
-            query,
-            vector,
-            pool,
-            dense=mode != "bm25",
-            lexical=mode != "dense",
-            with_vectors=mmr_lambda is not None,
+            CandidateQuery(
+                query,
+                vector,
+                pool,
+                dense=mode != "bm25",
+                lexical=mode != "dense",
+                with_vectors=mmr_lambda is not None,
+            )
         )
         ranked = self._rank(mode, found.dense, found.lexical)
         if min_score is not None:

@@ -34,13 +34,14 @@ from bench_retrieval import K, score  # noqa: E402
 from bench_scale import synthetic  # noqa: E402
 from bench_streaming import QUESTIONS, one_stream, percentile, server, summary  # noqa: E402
 
-from rag.corpus import make_store  # noqa: E402
 from rag.embeddings import make_embedder  # noqa: E402
 from rag.evaluation import sample  # noqa: E402
-from rag.postgres import PostgresStore  # noqa: E402
+from rag.ingestion import ingest  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.squad import Article, Question, load_articles, write_articles  # noqa: E402
+from rag.stores import make_store  # noqa: E402
+from rag.stores.pgvector import PostgresStore  # noqa: E402
 
 MODES = ("dense", "bm25", "hybrid")
 CLIENTS = 32
@@ -79,7 +80,7 @@ def stores(url: str, dataset: Path, n_articles: int | None) -> dict[str, Any]:
             )
             store = make_store(settings)
             started = time.perf_counter()
-            report = store.ingest([corpus], embedder, progress=False)
+            report = ingest([corpus], settings, embedder, store=store)
             seconds = time.perf_counter() - started
             rows[name] = {
                 "ingest_s": round(seconds, 2),
@@ -145,7 +146,9 @@ def workers(url: str, dataset: Path, quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         write_articles(articles, Path(tmp) / "squad")
         store = PostgresStore(base)
-        store.ingest([Path(tmp) / "squad"], make_embedder(base), progress=False)
+        ingest(
+            [Path(tmp) / "squad"], store.settings, make_embedder(base), store=store, progress=False
+        )
         store.close()
         for regime, changes in REGIMES.items():
             env = base.replace(**changes).to_env()
@@ -178,7 +181,7 @@ def startup(url: str, dataset: Path, repeats: int = 3) -> dict[str, Any]:
     store = PostgresStore(settings)
     with tempfile.TemporaryDirectory() as tmp:
         write_articles(load_articles(dataset)[:1], Path(tmp))
-        store.ingest([Path(tmp)], make_embedder(settings), progress=False)
+        ingest([Path(tmp)], store.settings, make_embedder(settings), store=store, progress=False)
     make_embedder(settings.replace(embedding_runtime="onnx")).embed(["export once"])
     rows: dict[str, Any] = {}
     for workers in ("1", "2"):

@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 from bench_ingestion import configure_llamaindex, langchain_parts  # noqa: E402
 from bench_streaming import percentile  # noqa: E402
 
-from rag import store  # noqa: E402
 from rag.chunks import Chunk  # noqa: E402
 from rag.embeddings import make_embedder  # noqa: E402
 from rag.evaluation import is_hit, sample  # noqa: E402
@@ -35,6 +34,7 @@ from rag.ingestion import ingest  # noqa: E402
 from rag.retrieval import Hit, Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.squad import Article, Question, load_articles, write_articles  # noqa: E402
+from rag.stores import folder as store  # noqa: E402
 
 K = 10
 Search = Callable[[str], list[Hit]]

@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 from rag.answer import Answerer  # noqa: E402
 from rag.chunks import Chunk  # noqa: E402
-from rag.corpus import make_store  # noqa: E402
 from rag.embeddings import make_embedder  # noqa: E402
 from rag.errors import RagError  # noqa: E402
 from rag.evaluation import (  # noqa: E402
@@ -36,10 +35,12 @@ from rag.evaluation import (  # noqa: E402
     sample,
     token_f1,
 )
+from rag.ingestion import ingest  # noqa: E402
 from rag.llm import make_llm  # noqa: E402
 from rag.retrieval import MODES, Hit, Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.squad import Article, Question, load_articles, write_articles  # noqa: E402
+from rag.stores import make_store  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +112,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         embedder = make_embedder(settings)
         store = make_store(settings)
         try:
-            store.ingest([corpus], embedder, progress=sys.stderr.isatty() and not args.json)
+            ingest(
+                [corpus],
+                settings,
+                embedder,
+                store=store,
+                progress=sys.stderr.isatty() and not args.json,
+            )
             index = store.open()
             return evaluate(args, settings, Retriever(index, embedder), articles)
         finally:

@@ -91,7 +91,7 @@ def stored(request: pytest.FixtureRequest, settings: Settings) -> Settings:
 @pytest.fixture
 def pg(settings: Settings, postgres_url: str) -> Iterator[Settings]:
     """`settings` on the pgvector store, in a schema of this test's own, dropped afterwards."""
-    from rag.postgres import PostgresStore
+    from rag.stores.pgvector import PostgresStore
 
     chosen = postgres_settings(settings, postgres_url)
     yield chosen

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 from rag.chunks import Chunk
-from rag.llm import LLMError
+from rag.errors import LLMError
 from rag.prompt import Prompt
 from rag.retrieval import Hit
 

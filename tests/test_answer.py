@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
 from rag.answer import NO_ANSWER, Answerer, Done, Sources, Token
 from rag.embeddings import HashingEmbedder
+from rag.errors import LLMError
 from rag.ingestion import ingest
-from rag.llm import LLMError
 from rag.llm.mock import MockLLM
 from rag.retrieval import Retriever
 from rag.settings import Settings
+from rag.stores import folder as store
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
 from rag.embeddings import HashingEmbedder
 from rag.ingestion import ingest
 from rag.retrieval import Retriever
 from rag.settings import Settings
+from rag.stores import folder as store
 from tests.conftest import write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys, time
     from pathlib import Path
-    from rag import store
+    from rag.stores import folder as store
     from rag.embeddings import HashingEmbedder
     from rag.ingestion import ingest
     from rag.settings import Settings

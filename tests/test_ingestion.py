@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from rag import store
-from rag.corpus import Corpus, make_store
+from rag.corpus import Corpus, IngestReport
 from rag.embeddings import Embedder, HashingEmbedder
 from rag.errors import IndexLocked, UsageError
-from rag.ingestion import IngestReport, ingest
+from rag.ingestion import ingest
 from rag.retrieval import Retriever
 from rag.settings import Settings
+from rag.stores import folder as store
+from rag.stores import make_store
 from tests.conftest import write_corpus
 
 
@@ -32,7 +33,13 @@ class CountingEmbedder(HashingEmbedder):
 
 def into(settings: Settings, paths: list[Path], embedder: Embedder, **options: Any) -> IngestReport:
     """Ingest through the store `settings` selects (FAISS files or PostgreSQL)."""
-    return make_store(settings).ingest(paths, embedder, progress=False, **options)
+    return ingest(
+        paths,
+        settings,
+        embedder,
+        progress=False,
+        **options,
+    )
 
 
 def opened(settings: Settings) -> Corpus:

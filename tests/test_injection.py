@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
 from rag.answer import Answerer
 from rag.embeddings import HashingEmbedder
 from rag.ingestion import ingest
@@ -17,6 +16,7 @@ from rag.llm.mock import MockLLM
 from rag.prompt import EXAMPLES, INSTRUCTIONS
 from rag.retrieval import Retriever
 from rag.settings import Settings
+from rag.stores import folder as store
 from tests.conftest import write_corpus
 
 ATTACK = (

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from langchain_core.documents import Document
 
-from rag import store
 from rag.answer import Answerer
 from rag.embeddings import HashingEmbedder
 from rag.ingestion import ingest
@@ -13,6 +12,7 @@ from rag.langchain import RagRetriever, answer_chain
 from rag.llm.mock import MockLLM
 from rag.retrieval import Retriever
 from rag.settings import Settings
+from rag.stores import folder as store
 
 QUESTION = "Who won Super Bowl 50, the Broncos?"
 

@@ -20,9 +20,11 @@ import pytest
 
 from rag.embeddings import HashingEmbedder
 from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable, UsageError
-from rag.postgres import SCHEMA_VERSION, PostgresStore, redacted
+from rag.ingestion import ingest
 from rag.retrieval import Retriever
 from rag.settings import Settings
+from rag.stores.pgvector import PostgresStore, redacted
+from rag.stores.pgvector_sql import SCHEMA_VERSION
 from tests.conftest import ROOT, OwnPostgres, postgres_settings, write_corpus
 
 
@@ -46,10 +48,10 @@ def test_the_schema_is_created_once_and_its_version_recorded(pg: Settings) -> No
 
 def test_bm25_statistics_follow_every_change(corpus: Path, pg: Settings) -> None:
     store = PostgresStore(pg)
-    store.ingest([corpus], HashingEmbedder(), progress=False)
+    ingest([corpus], store.settings, HashingEmbedder(), store=store, progress=False)
     (corpus / "oxygen.txt").write_text("Oxygen was discovered by Priestley and Scheele.")
     (corpus / "football.md").unlink()
-    store.ingest([corpus], HashingEmbedder(), progress=False)
+    ingest([corpus], store.settings, HashingEmbedder(), store=store, progress=False)
     kept = query(pg, "SELECT n_chunks, n_words FROM rag_totals")
     assert kept == query(pg, "SELECT count(*), sum(n_words) FROM rag_chunks")
     counted = query(
@@ -69,7 +71,7 @@ def test_a_reader_during_a_reingest_sees_the_old_or_the_new_file_never_a_mix(
     new = {"story.md": "\n\n".join(f"beta part {i}. " + "filler " * 30 for i in range(5))}
     write_corpus(folder, old)
     store = PostgresStore(pg)
-    store.ingest([folder], HashingEmbedder(), progress=False)
+    ingest([folder], store.settings, HashingEmbedder(), store=store, progress=False)
     retriever = Retriever(store.open(), HashingEmbedder())
     expected = {
         "alpha": len(retriever.search("alpha part", 100, mode="bm25")),
@@ -83,7 +85,7 @@ def test_a_reader_during_a_reingest_sees_the_old_or_the_new_file_never_a_mix(
         nonlocal rounds
         while not stop.is_set():
             write_corpus(folder, new if rounds % 2 == 0 else old)
-            store.ingest([folder], HashingEmbedder(), progress=False)
+            ingest([folder], store.settings, HashingEmbedder(), store=store, progress=False)
             rounds += 1
 
     thread = threading.Thread(target=writer)
@@ -110,9 +112,10 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from rag import postgres
     from rag.embeddings import HashingEmbedder
+    from rag.ingestion import ingest
     from rag.settings import Settings
+    from rag.stores import pgvector as postgres
 
     original, written = postgres.replace_file, []
     def dying(*args, **kwargs):
@@ -124,7 +127,7 @@ CHILD = textwrap.dedent(
 
     settings = Settings(store="pgvector", database_url=sys.argv[1], database_schema=sys.argv[2],
                         embedding_model="hashing", chunk_size_tokens=40, chunk_overlap_tokens=8)
-    postgres.PostgresStore(settings).ingest([Path(sys.argv[3])], HashingEmbedder(), progress=False)
+    ingest([Path(sys.argv[3])], settings, HashingEmbedder())
     """
 )
 
@@ -142,7 +145,7 @@ def test_an_ingest_killed_while_writing_loses_nothing_committed(
 ) -> None:
     folder = corpus_of(tmp_path / "docs", "original")
     store = PostgresStore(pg)
-    store.ingest([folder], HashingEmbedder(), progress=False)
+    ingest([folder], store.settings, HashingEmbedder(), store=store, progress=False)
     chance = random.Random(11)
     command = [sys.executable, "-c", CHILD, pg.database_url, pg.database_schema, str(folder)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -167,7 +170,7 @@ def test_an_ingest_killed_while_writing_loses_nothing_committed(
         assert all(n == counted and versions == 1 for _, n, counted, versions in per_file)
         total = sum(int(str(row[1])) for row in per_file)
         assert query(pg, "SELECT n_chunks FROM rag_totals") == [(total,)]
-    report = store.ingest([folder], HashingEmbedder(), progress=False)
+    report = ingest([folder], store.settings, HashingEmbedder(), store=store, progress=False)
     assert not report.skipped
     texts = query(pg, "SELECT DISTINCT split_part(text, ' ', 1) FROM rag_chunks")
     assert texts == [("edit4",)]
@@ -177,7 +180,7 @@ def test_the_database_going_away_is_a_clear_error_and_its_return_is_noticed(
     corpus: Path, settings: Settings, own_postgres: OwnPostgres
 ) -> None:
     store = PostgresStore(settings.replace(store="pgvector", database_url=own_postgres.url))
-    store.ingest([corpus], HashingEmbedder(), progress=False)
+    ingest([corpus], store.settings, HashingEmbedder(), store=store, progress=False)
     retriever = Retriever(store.open(), HashingEmbedder())
     assert retriever.search("Broncos", 1)
     own_postgres.stop()
@@ -203,8 +206,8 @@ def test_two_schemas_in_one_database_are_two_indexes(
 ) -> None:
     first, second = (postgres_settings(settings, postgres_url) for _ in range(2))
     try:
-        PostgresStore(first).ingest([corpus], HashingEmbedder(), progress=False)
-        PostgresStore(second).ingest([corpus / "oxygen.txt"], HashingEmbedder(), progress=False)
+        ingest([corpus], first, HashingEmbedder())
+        ingest([corpus / "oxygen.txt"], second, HashingEmbedder())
         files = [sorted(PostgresStore(s).open().manifest.files) for s in (first, second)]
         assert files == [sorted(CORPUS_SOURCES), ["oxygen.txt"]]  # a file named alone
         for chosen in (first, second):  # each keeps its own HNSW index

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from rag.corpus import make_store
 from rag.embeddings import HashingEmbedder
 from rag.errors import IndexMismatch, UsageError
+from rag.ingestion import ingest
 from rag.retrieval import Retriever
 from rag.settings import Settings
+from rag.stores import make_store
 from tests.conftest import write_corpus
 
 DOCS = {
@@ -26,7 +27,13 @@ DOCS = {
 def retriever(tmp_path: Path, stored: Settings) -> Retriever:
     """The same tests over each store (FAISS files, PostgreSQL)."""
     chosen = make_store(stored)
-    chosen.ingest([write_corpus(tmp_path / "docs", DOCS)], HashingEmbedder(), progress=False)
+    ingest(
+        [write_corpus(tmp_path / "docs", DOCS)],
+        stored,
+        HashingEmbedder(),
+        store=chosen,
+        progress=False,
+    )
     return Retriever(chosen.open(), HashingEmbedder())
 
 
@@ -96,5 +103,5 @@ def test_an_index_of_another_model_is_refused(retriever: Retriever) -> None:
 def test_empty_index_returns_nothing(tmp_path: Path, stored: Settings) -> None:
     chosen = make_store(stored)
     (tmp_path / "empty").mkdir()  # an empty folder makes an empty index (a missing one, none)
-    chosen.ingest([tmp_path / "empty"], HashingEmbedder(), progress=False)
+    ingest([tmp_path / "empty"], stored, HashingEmbedder(), store=chosen)
     assert Retriever(chosen.open(), HashingEmbedder()).search("q", 3) == []

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
 from rag.embeddings import HashingEmbedder
 from rag.errors import IndexCorrupt, IndexNotFound
 from rag.ingestion import ingest
 from rag.settings import Settings
+from rag.stores import folder as store
 
 ROOT = Path(__file__).resolve().parents[1]
 

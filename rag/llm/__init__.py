@@ -16,13 +16,11 @@ import threading
 from collections.abc import Iterator
 from typing import Protocol
 
-from rag.errors import RagError
+from rag.errors import LLMError
 from rag.prompt import Prompt
 from rag.settings import Settings
 
-
-class LLMError(RagError):
-    """The backend failed while generating; the message says how."""
+__all__ = ["LLM", "LLMError", "make_llm"]
 
 
 class LLM(Protocol):

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.dependencies import require, require_installed
-from rag.errors import UsageError
-from rag.llm import LLMError
+from rag.errors import LLMError, UsageError
 from rag.llm.gguf import default_model_path
 from rag.prompt import STOP, Prompt
 from rag.settings import Settings

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from rag.llm import LLMError
+from rag.errors import LLMError
 from rag.prompt import Prompt
 
 _PIECE = re.compile(r"\S+\s*")

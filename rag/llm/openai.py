@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rag.dependencies import require
-from rag.llm import LLMError
+from rag.errors import LLMError
 from rag.prompt import INSTRUCTIONS, Prompt
 from rag.settings import Settings
 

@@ -17,11 +17,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from rag.corpus import FileEntry
 from rag.documents import SUPPORTED_SUFFIXES
 from rag.errors import UsageError
 from rag.server.ask import ServiceDep
 from rag.server.service import Service
-from rag.store import FileEntry
 
 router = APIRouter(tags=["documents"])
 READ_SIZE = 1 << 20

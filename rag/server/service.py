@@ -16,15 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rag.answer import Answerer, Done, Prepared, Token
-from rag.corpus import make_store
+from rag.corpus import FileEntry, IngestReport
 from rag.embeddings import Embedder, make_embedder
 from rag.errors import IndexNotFound, RagError
-from rag.ingestion import IngestReport
+from rag.ingestion import ingest
 from rag.llm import LLM, make_llm
 from rag.retrieval import Mode, Retriever
 from rag.server.pool import GenerationPool
 from rag.settings import Settings
-from rag.store import FileEntry
+from rag.stores import make_store
 
 log = logging.getLogger("rag.server")
 
@@ -159,7 +159,7 @@ class Service:
         assert self.embedder is not None
         upload_dir = self.settings.upload_dir
         with self.ingest_lock:
-            report = self.store.ingest([Path(upload_dir)], self.embedder, progress=False)
+            report = ingest([Path(upload_dir)], self.settings, self.embedder, store=self.store)
             for note in [report.rebuild_reason, *report.notes]:
                 if note:  # an upload changed more than its own documents: say so
                     log.warning("upload: %s", note)

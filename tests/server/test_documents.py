@@ -128,10 +128,10 @@ def test_an_upload_keeps_the_index_settings_it_was_built_with(
     given, as `rag serve` with no RAG_CHUNK_* variable) adds an upload without re-chunking."""
     import dataclasses
 
-    from rag import store
     from rag.embeddings import HashingEmbedder
     from rag.llm.mock import MockLLM
     from rag.server.app import create_app
+    from rag.stores import folder as store
     from tests.server.live import LiveServer
 
     defaults = dataclasses.replace(

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from rag import store
 from rag.llm.mock import MockLLM
 from rag.llm.openai import OpenAICompatibleLLM
 from rag.prompt import Prompt
+from rag.stores import folder as store
 from tests.server.conftest import Serve
 from tests.server.live import ask
 from tests.upstream import Behaviour, FakeUpstream

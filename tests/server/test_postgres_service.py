@@ -13,8 +13,9 @@ import pytest
 from websockets.sync.client import connect
 
 from rag.embeddings import HashingEmbedder, make_embedder
-from rag.postgres import PostgresStore
+from rag.ingestion import ingest
 from rag.settings import Settings
+from rag.stores.pgvector import PostgresStore
 from tests.conftest import ROOT, OwnPostgres
 from tests.server.live import ServerProcess, sse_events
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def shared(corpus: Path, pg: Settings, tmp_path: Path) -> Settings:
     chosen = pg.replace(upload_dir=tmp_path / "uploads")
-    PostgresStore(chosen).ingest([corpus], HashingEmbedder(), progress=False)
+    ingest([corpus], chosen, HashingEmbedder())
     return chosen
 
 
@@ -80,7 +81,7 @@ def test_the_database_going_away_is_a_503_with_the_reason_and_its_return_is_noti
     corpus: Path, settings: Settings, own_postgres: OwnPostgres
 ) -> None:
     chosen = settings.replace(store="pgvector", database_url=own_postgres.url)
-    PostgresStore(chosen).ingest([corpus], HashingEmbedder(), progress=False)
+    ingest([corpus], chosen, HashingEmbedder())
     env = env_of(chosen, RAG_MOCK_TOKEN_DELAY_MS="100")
     with (
         ServerProcess(env) as server,
@@ -127,7 +128,9 @@ def test_api_workers_without_a_model_start_in_under_3_seconds(
     )
     PostgresStore(shared).drop_schema()  # the index again, with MiniLM this time
     store = PostgresStore(shared.replace(embedding_model="all-MiniLM-L6-v2"))
-    store.ingest([ROOT / "data"], make_embedder(store.settings), progress=False)
+    ingest(
+        [ROOT / "data"], store.settings, make_embedder(store.settings), store=store, progress=False
+    )
     store.close()
     starts = []
     for _ in range(2):

@@ -1,4 +1,5 @@
-"""The on-disk index: versioned folders and an atomically swapped pointer. No pickle anywhere.
+"""The FAISS folder store: the index as versioned folders and an atomically swapped pointer,
+one writer at a time (a lock file). No pickle anywhere.
 
     index/
       CURRENT              name of the live version (replaced atomically with os.replace)
@@ -31,11 +32,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag.chunks import Chunk
-from rag.corpus import Candidates
+from rag.corpus import (
+    CandidateQuery,
+    Candidates,
+    Change,
+    Corpus,
+    FileEntry,
+    IndexInfo,
+    IndexWriter,
+    Written,
+)
 from rag.errors import IndexCorrupt, IndexError_, IndexLocked, IndexNotFound, UsageError
 from rag.index import FaissIndex
 from rag.lexical import LexicalIndex
-from rag.settings import IndexType
+from rag.settings import IndexType, Settings
 
 FORMAT_VERSION = 2
 POINTER = "CURRENT"
@@ -47,25 +57,9 @@ TEMP_PREFIX = ".tmp-"
 
 
 @dataclass(frozen=True)
-class FileEntry:
-    path: str  # absolute, to re-read the file when a settings change forces a rebuild
-    root: str  # the folder argument it came from (pruning) or its own folder
-    from_folder: bool
-    sha256: str
-    size: int
-    title: str
-    n_chunks: int
+class Manifest(IndexInfo):
+    """The folder format's manifest.json: what the index reports, plus its own bookkeeping."""
 
-
-@dataclass(frozen=True)
-class Manifest:
-    embedding_model: str
-    dimension: int
-    chunk_size_tokens: int
-    chunk_overlap_tokens: int
-    index_type: IndexType
-    files: dict[str, FileEntry]
-    n_chunks: int
     format_version: int = FORMAT_VERSION
     created_at: str = ""
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256
@@ -89,26 +83,18 @@ class StoredIndex:
     vectors: FaissIndex
     lexical: LexicalIndex
 
-    def candidates(
-        self,
-        query: str,
-        vector: NDArray[np.float32] | None,
-        pool: int,
-        *,
-        dense: bool,
-        lexical: bool,
-        with_vectors: bool = False,
-    ) -> Candidates:
+    def candidates(self, query: CandidateQuery) -> Candidates:
         """The `Corpus` seam: keys are FAISS row numbers."""
+        vector, pool = query.vector, query.pool
         found = Candidates()
         if self.vectors.size == 0:
             return found
-        if dense and vector is not None:
+        if query.dense and vector is not None:
             scores, rows = self.vectors.search(vector[None, :], pool)
             pairs = zip(scores[0], rows[0], strict=True)
             found.dense = {int(r): float(s) for s, r in pairs if r >= 0}
-        if lexical:
-            scores, rows = self.lexical.search(query, pool)
+        if query.lexical:
+            scores, rows = self.lexical.search(query.text, pool)
             found.lexical = {int(r): float(s) for s, r in zip(scores, rows, strict=True)}
         keys = list(found.dense | found.lexical)
         found.chunks = {key: self.chunks[key] for key in keys}
@@ -117,9 +103,76 @@ class StoredIndex:
         if vector is not None and missing:  # chunks only the lexical side found
             cosines = self.vectors.reconstruct(missing) @ vector
             found.cosine.update(zip(missing, cosines.tolist(), strict=True))
-        if with_vectors and keys:
+        if query.with_vectors and keys:
             found.vectors = dict(zip(keys, self.vectors.reconstruct(keys), strict=True))
         return found
+
+
+class FolderStore:
+    """FAISS + BM25 files in `settings.index_dir`, versioned and swapped atomically."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.index_dir}/"
+
+    def version(self) -> str | None:
+        return current_version(self.settings.index_dir)
+
+    def open(self) -> Corpus:
+        return load(self.settings.index_dir)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[IndexWriter]:
+        with lock(self.settings.index_dir):
+            yield FolderWriter(self.settings.index_dir)
+
+    def close(self) -> None:
+        pass  # files are opened per read
+
+
+class FolderWriter:
+    """A new version from the previous one: fresh chunks with their vectors, the others' rows
+    copied from the previous version (never embedded again), written beside it and swapped in."""
+
+    index_types: tuple[IndexType, ...] = ("flat", "hnsw")
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = index_dir
+        self._previous: StoredIndex | None = None
+
+    def previous(self) -> IndexInfo | None:
+        self._previous = load(self.index_dir)
+        return self._previous.manifest
+
+    def write(self, change: Change) -> Written:
+        chunks, vectors = self._rows(change)
+        index = FaissIndex.build(vectors, change.info.dimension, change.info.index_type)
+        info = {f.name: getattr(change.info, f.name) for f in dataclasses.fields(IndexInfo)}
+        manifest = Manifest(**{**info, "n_chunks": len(chunks)})
+        version = save(self.index_dir, manifest, chunks, index, LexicalIndex.build(chunks))
+        return Written(version, len(chunks))
+
+    def _rows(self, change: Change) -> tuple[list[Chunk], NDArray[np.float32]]:
+        """All chunks of the new version in (source, chunk number) order, with their vectors."""
+        rows = {
+            chunk.id: (chunk, change.vectors[chunk.id])
+            for chunks in change.fresh.values()
+            for chunk in chunks
+        }
+        kept = set(change.info.files) - set(change.fresh)
+        if kept and self._previous is not None:
+            old_vectors = self._previous.vectors.vectors()
+            for row, chunk in enumerate(self._previous.chunks):
+                if chunk.source in kept:
+                    rows[chunk.id] = (chunk, old_vectors[row])
+        ordered = sorted(rows.values(), key=lambda cv: (cv[0].source, cv[0].chunk_no))
+        chunks = [chunk for chunk, _ in ordered]
+        if not ordered:
+            return chunks, np.zeros((0, change.info.dimension), dtype=np.float32)
+        return chunks, np.stack([vector for _, vector in ordered]).astype(np.float32)
 
 
 def load(index_dir: Path) -> StoredIndex:
