@@ -112,7 +112,8 @@ async def upload(
         raise BadUpload("two uploaded files have the same name")
     folder = service.settings.upload_dir
     prefix = folder.resolve().name
-    existing = [name for name in names if (folder / name).exists()]
+    # an earlier upload is a regular file (a symlink planted there is replaced, never followed)
+    existing = [n for n in names if (folder / n).is_file() and not (folder / n).is_symlink()]
     if existing and not replace:
         raise HTTPException(
             409,
