@@ -11,13 +11,9 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, connect_sse
 
-from rag.errors import RagError
+from rag.errors import RemoteError
 
 CONNECT_TIMEOUT_S = 10.0
-
-
-class RemoteError(RagError):
-    """The server could not be reached, refused the request, or failed while answering."""
 
 
 def ask_events(

@@ -1,11 +1,17 @@
 """Domain errors, raised in the library and mapped once at the edges (CLI exit codes, HTTP status).
 
 RagError                  anything this package reports to a user in one sentence
-├── UsageError            bad settings or arguments (CLI exit status 2)
+├── UsageError            bad settings or arguments (CLI exit status 2; HTTP 422)
+│   ├── BadUpload         an upload refused for its name, type or size
+│   └── QuestionTooLong   longer than RAG_MAX_QUESTION_CHARS
 ├── DocumentError         one file cannot be ingested; carries the reason
 ├── DependencyMissing     an optional backend's package is not installed
 ├── EngineCrashed         llama.cpp died (a signal) or failed its check in a child process
-├── LLMError              the LLM backend failed while generating
+├── LLMError              the LLM backend failed while generating (HTTP 502)
+├── GenerationTimeout     a generation ran longer than RAG_GENERATION_TIMEOUT_S (HTTP 504)
+├── Busy                  every generation slot and queue place is taken (HTTP 429)
+├── NotReady              the server's index or LLM is not available (HTTP 503)
+├── RemoteError           `rag ask --url`: the server is unreachable, refused or failed
 └── IndexError_           the index (a folder, or tables in PostgreSQL) cannot be used
     ├── IndexNotFound     nothing has been ingested into that folder yet
     ├── IndexCorrupt      files missing, truncated or inconsistent
@@ -61,3 +67,31 @@ class IndexLocked(IndexError_):
 
 class StoreUnavailable(IndexError_):
     """The database holding the index does not answer (down, unreachable, refusing)."""
+
+
+class BadUpload(UsageError):
+    """An upload refused for its name, type or size; the message says which."""
+
+
+class QuestionTooLong(UsageError):
+    """Longer than `Settings.max_question_chars` (answered 422)."""
+
+
+class GenerationTimeout(RagError):
+    """A generation ran longer than the configured limit."""
+
+
+class Busy(RagError):
+    """Every slot is taken and the queue is full."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class NotReady(RagError):
+    """The index or the LLM is not available; the message says why and what to do."""
+
+
+class RemoteError(RagError):
+    """The server could not be reached, refused the request, or failed while answering."""

@@ -24,12 +24,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag import __version__
 from rag.embeddings import Embedder
-from rag.errors import DocumentError, IndexError_, RagError, UsageError
+from rag.errors import (
+    Busy,
+    DocumentError,
+    GenerationTimeout,
+    IndexError_,
+    NotReady,
+    RagError,
+    UsageError,
+)
 from rag.llm import LLM, LLMError
 from rag.server import ask, chat, documents, health, page, websocket
-from rag.server.pool import Busy, GenerationPool, GenerationTimeout
+from rag.server.pool import GenerationPool
 from rag.server.security import AccessLog, ApiKeyGuard, BodyLimit
-from rag.server.service import NotReady, Service
+from rag.server.service import Service
 from rag.settings import Settings
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"

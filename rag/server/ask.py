@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from rag.answer import Prepared
-from rag.errors import UsageError
+from rag.errors import QuestionTooLong
 from rag.server.events import Event, answer_stream, dumps
 from rag.server.pool import Ticket
 from rag.server.schemas import AskRequest
@@ -36,10 +36,6 @@ async def get_service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
-
-
-class QuestionTooLong(UsageError):
-    """Longer than `Settings.max_question_chars` (answered 422)."""
 
 
 async def admit_and_prepare(

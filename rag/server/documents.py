@@ -19,17 +19,13 @@ from starlette.concurrency import run_in_threadpool
 
 from rag.corpus import FileEntry
 from rag.documents import SUPPORTED_SUFFIXES
-from rag.errors import UsageError
+from rag.errors import BadUpload
 from rag.server.ask import ServiceDep
 from rag.server.service import Service
 
 router = APIRouter(tags=["documents"])
 READ_SIZE = 1 << 20
 MAX_NAME_CHARS = 200
-
-
-class BadUpload(UsageError):
-    """An upload refused for its name, type or size; the message says which."""
 
 
 def safe_name(name: str | None) -> str:
@@ -40,7 +36,7 @@ def safe_name(name: str | None) -> str:
     >>> safe_name("../passwd.txt")
     Traceback (most recent call last):
     ...
-    rag.server.documents.BadUpload: file name '../passwd.txt' has a folder part: send a plain name
+    rag.errors.BadUpload: file name '../passwd.txt' has a folder part: send a plain name
     """
     if not name or not name.strip():
         raise BadUpload("a file has no name")

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
-from rag.errors import RagError
+from rag.errors import Busy, GenerationTimeout
 
 T = TypeVar("T")
 
@@ -26,18 +26,6 @@ T = TypeVar("T")
 def _places(n: int, what: str) -> str:
     """_places(1, "slot") -> '1 slot'; _places(0, "queue place") -> '0 queue places'"""
     return f"{n} {what}{'' if n == 1 else 's'}"
-
-
-class Busy(RagError):
-    """Every slot is taken and the queue is full."""
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class GenerationTimeout(RagError):
-    """A generation ran longer than the configured limit."""
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 from rag.answer import Answerer, Done, Prepared, Token
 from rag.corpus import FileEntry, IngestReport
 from rag.embeddings import Embedder, make_embedder
-from rag.errors import IndexNotFound, RagError
+from rag.errors import IndexNotFound, NotReady, RagError
 from rag.ingestion import ingest
 from rag.llm import LLM, make_llm
 from rag.retrieval import Mode, Retriever
@@ -34,10 +34,6 @@ def retrieval_threads() -> int:
 
 
 UNREACHABLE = "(unreachable)"
-
-
-class NotReady(RagError):
-    """The index or the LLM is not available; the message says why and what to do."""
 
 
 class Service:

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from rag.server.pool import Busy, GenerationPool, GenerationTimeout
+from rag.errors import Busy, GenerationTimeout
+from rag.server.pool import GenerationPool
 
 
 def counting(
