@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -66,7 +66,37 @@ class Done:
         }
 
 
-Event = Sources | Token | Done
+@dataclass(frozen=True)
+class Error:
+    """The answer failed after its first event (before it, a failure is raised instead)."""
+
+    kind: ClassVar[str] = "error"
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": self.message}
+
+
+Event = Sources | Token | Done | Error
+
+
+def collect(events: Iterable[Event]) -> dict[str, Any]:
+    """The whole answer as one JSON object: `answer`, `sources`, then `done`'s fields (usage,
+    timings, cancelled) or `error`. What `stream: false` answers and `rag ask --json` prints."""
+    result: dict[str, Any] = {"answer": "", "sources": []}
+    text: list[str] = []
+    for event in events:
+        match event:
+            case Sources():
+                result["sources"] = event.to_json()
+            case Token():
+                text.append(event.text)
+            case Done():
+                result.update(event.to_json())
+            case Error():
+                result["error"] = event.to_json()
+    result["answer"] = "".join(text).strip()
+    return result
 
 
 @dataclass(frozen=True)
@@ -169,7 +199,7 @@ class Answerer:
                 sources = event
             elif isinstance(event, Token):
                 text.append(event.text)
-            else:
+            elif isinstance(event, Done):
                 done = event
         assert done is not None
         return "".join(text).strip(), sources, done

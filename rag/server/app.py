@@ -85,9 +85,7 @@ def create_app(
         if reason is not None:
             log.warning("starting, but not ready: %s", reason)
         yield
-        service.pool.shutdown()
-        service.retrieval_executor.shutdown(wait=False, cancel_futures=True)
-        service.store.close()
+        service.stop()
 
     app = FastAPI(
         title="rag",

@@ -20,17 +20,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import ServerSentEvent
 
+from rag.answer import Done, Error, Event, Sources, Token
 from rag.errors import UsageError
-from rag.server.ask import ServiceDep, admit_and_prepare, sse_response
-from rag.server.events import Event, answer_stream, dumps
+from rag.server.events import answer_stream, dumps, sse_response
 from rag.server.schemas import ChatRequest
+from rag.server.service import ServiceDep
 
 router = APIRouter(tags=["OpenAI-compatible"])
 MODEL = "rag"
 
 
-def usage(done: dict[str, Any]) -> dict[str, int]:
-    prompt, completion = done["usage"]["prompt_tokens"], done["usage"]["completion_tokens"]
+def usage(done: Done) -> dict[str, int]:
+    prompt, completion = done.prompt_tokens, done.completion_tokens
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -38,12 +39,12 @@ def usage(done: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def finish_reason(done: dict[str, Any], max_tokens: int) -> str:
-    return "length" if done["usage"]["completion_tokens"] >= max_tokens else "stop"
+def finish_reason(done: Done, max_tokens: int) -> str:
+    return "length" if done.completion_tokens >= max_tokens else "stop"
 
 
-def error_object(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"error": {"message": payload["message"], "type": "server_error", "code": None}}
+def error_object(error: Error) -> dict[str, Any]:
+    return {"error": {"message": error.message, "type": "server_error", "code": None}}
 
 
 async def chunk_stream(
@@ -60,17 +61,19 @@ async def chunk_stream(
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
         return ServerSentEvent(data=dumps({**head, "choices": [choice], **extra}))
 
-    async for name, payload in events:
-        if name == "sources":
-            yield chunk({"role": "assistant", "content": ""}, sources=payload)
-        elif name == "token":
-            yield chunk({"content": payload["text"]})
-        elif name == "done":
-            yield chunk({}, finish_reason(payload, max_tokens))
-            if include_usage:
-                yield ServerSentEvent(data=dumps({**head, "choices": [], "usage": usage(payload)}))
-        else:
-            yield ServerSentEvent(data=dumps(error_object(payload)))
+    async for event in events:
+        match event:
+            case Sources():
+                yield chunk({"role": "assistant", "content": ""}, sources=event.to_json())
+            case Token():
+                yield chunk({"content": event.text})
+            case Done():
+                yield chunk({}, finish_reason(event, max_tokens))
+                if include_usage:
+                    usage_only = {**head, "choices": [], "usage": usage(event)}
+                    yield ServerSentEvent(data=dumps(usage_only))
+            case Error():
+                yield ServerSentEvent(data=dumps(error_object(event)))
     yield ServerSentEvent(data="[DONE]")
 
 
@@ -80,7 +83,7 @@ async def chat_completions(body: ChatRequest, request: Request, service: Service
         question = body.question()
     except ValueError as err:
         raise UsageError(f"messages: {err}") from None
-    ticket, prepared = await admit_and_prepare(service, question, body.top_k, body.retrieval)
+    ticket, prepared = await service.admit(question, body.top_k, body.retrieval)
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
     shutdown = anyio.Event()
     events = answer_stream(
@@ -92,14 +95,16 @@ async def chat_completions(body: ChatRequest, request: Request, service: Service
         return sse_response(chunk_stream(events, include_usage, max_tokens), service, shutdown)
     sources: list[Any] = []
     text: list[str] = []
-    done: dict[str, Any] = {}
-    async for name, payload in events:
-        if name == "sources":
-            sources = payload
-        elif name == "token":
-            text.append(payload["text"])
-        else:
-            done = payload
+    done: Done | None = None
+    async for event in events:  # a failure was raised: the app answers it with its status
+        match event:
+            case Sources():
+                sources = event.to_json()
+            case Token():
+                text.append(event.text)
+            case Done():
+                done = event
+    assert done is not None  # a stream without a failure ends with Done
     return JSONResponse(
         {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -116,7 +121,7 @@ async def chat_completions(body: ChatRequest, request: Request, service: Service
             ],
             "usage": usage(done),
             "sources": sources,
-            "timings": done["timings"],
+            "timings": done.to_json()["timings"],
         }
     )
 

@@ -20,8 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from rag.corpus import FileEntry
 from rag.documents import SUPPORTED_SUFFIXES
 from rag.errors import BadUpload
-from rag.server.ask import ServiceDep
-from rag.server.service import Service
+from rag.server.service import Service, ServiceDep
 
 router = APIRouter(tags=["documents"])
 READ_SIZE = 1 << 20

@@ -1,6 +1,7 @@
-"""One answer as named events, the same for every transport: `sources`, then `token`s, then
-`done`; a failure after the first event becomes a final `error` event instead of `done`. The
-routes only frame these (SSE, NDJSON lines, WebSocket messages, OpenAI chunks, one JSON)."""
+"""One answer as typed events, the same for every transport: `Sources`, then `Token`s, then
+`Done`; a failure after the first event becomes a final `Error` instead of `Done`. The routes
+only frame these (SSE, NDJSON lines, WebSocket messages, OpenAI chunks, one JSON), each by
+`match`ing on the type; `sse_response` and `message` are the framing they share."""
 
 from __future__ import annotations
 
@@ -8,20 +9,22 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from functools import partial
 from typing import Any
 
 import anyio
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from rag.answer import Prepared, Sources, Token
+from rag.answer import Done, Error, Event, Prepared, Sources, Token
 from rag.errors import RagError
 from rag.server.pool import Ticket
 from rag.server.service import Service
 
 log = logging.getLogger("rag.server")
 
-Event = tuple[str, Any]  # (name, JSON payload): sources is a list, the others objects
+NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SHUTDOWN_GRACE_S = 2.0
 
 
 async def answer_stream(
@@ -42,28 +45,27 @@ async def answer_stream(
     stopping = asyncio.create_task(_cancel_on(shutdown, cancel)) if shutdown else None
     entered = False
     try:
-        yield Sources.kind, prepared.sources.to_json()
+        yield prepared.sources
         produce = partial(service.generate, prepared)
         entered = True
         async for event in service.pool.stream(ticket, produce, cancel):
             if isinstance(event, Token):
-                yield event.kind, event.to_json()
+                yield event
             elif shutdown is not None and shutdown.is_set():
-                yield "error", {"message": SHUTTING_DOWN}
+                yield Error(SHUTTING_DOWN)
             else:
-                done = event.to_json()
                 if timings is not None:
-                    timings.update(done)
-                yield event.kind, done
+                    timings.update(event.to_json())
+                yield event
     except RagError as err:
         if raise_errors:
             raise
-        yield "error", {"message": str(err)}
+        yield Error(str(err))
     except Exception:
         if raise_errors:
             raise
         log.exception("generation failed")
-        yield "error", {"message": "the answer failed on the server (the server log has details)"}
+        yield Error("the answer failed on the server (the server log has details)")
     finally:
         if stopping is not None:
             stopping.cancel()
@@ -77,6 +79,30 @@ SHUTTING_DOWN = "the server is shutting down: the answer was cut short; ask agai
 async def _cancel_on(shutdown: anyio.Event, cancel: threading.Event) -> None:
     await shutdown.wait()
     cancel.set()
+
+
+def message(event: Event) -> dict[str, Any]:
+    """An event as one self-describing JSON object (NDJSON lines, WebSocket messages):
+    `{"type": "token", "text": "..."}`, `{"type": "sources", "sources": [...]}`."""
+    match event:
+        case Sources():
+            return {"type": event.kind, event.kind: event.to_json()}
+        case Token() | Done() | Error():
+            return {"type": event.kind, **event.to_json()}
+
+
+def sse_response(
+    content: AsyncIterator[ServerSentEvent], service: Service, shutdown: anyio.Event
+) -> EventSourceResponse:
+    """SSE with pings during silences; on server shutdown the stream gets `SHUTDOWN_GRACE_S`
+    to end with its last event (uvicorn itself waits 5 s, see `rag serve`)."""
+    return EventSourceResponse(
+        content,
+        ping=service.settings.ping_interval_s,
+        headers=NO_BUFFERING,
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_S,
+    )
 
 
 def dumps(payload: Any) -> str:

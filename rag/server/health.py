@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from rag.server.ask import ServiceDep
+from rag.server.service import ServiceDep
 
 router = APIRouter(tags=["health"])
 

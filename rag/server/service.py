@@ -8,21 +8,25 @@ upload; a reader holds the version it started with until it is done (versions ar
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from rag.answer import Answerer, Done, Prepared, Token
 from rag.corpus import FileEntry, IngestReport
 from rag.embeddings import Embedder, make_embedder
-from rag.errors import IndexNotFound, NotReady, RagError
+from rag.errors import IndexNotFound, NotReady, QuestionTooLong, RagError
 from rag.ingestion import ingest
 from rag.llm import LLM, make_llm
 from rag.retrieval import Mode, Retriever
-from rag.server.pool import GenerationPool
+from rag.server.pool import GenerationPool, Ticket
 from rag.settings import Settings
 from rag.stores import make_store
 
@@ -75,6 +79,12 @@ class Service:
         if self._answerer is not None:
             # a model in this process gets its prompt head cached; a server is warmed by its own
             self.warm_up(self._answerer, with_llm=built_llm and self.settings.llm == "llamacpp")
+
+    def stop(self) -> None:
+        """The server is stopping: no more generations or retrievals, connections closed."""
+        self.pool.shutdown()
+        self.retrieval_executor.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
 
     def warm_up(self, answerer: Answerer, with_llm: bool) -> None:
         """Load the encoder now and, for an LLM built here, fill its cache of the fixed prompt
@@ -137,6 +147,26 @@ class Service:
         if version != self._tried:
             self.reload()
 
+    async def admit(
+        self, question: str, top_k: int | None, retrieval: Mode | None
+    ) -> tuple[Ticket, Prepared]:
+        """A place in the pool, then retrieval in a worker thread; errors leave no place taken."""
+        limit = self.settings.max_question_chars
+        if len(question) > limit:
+            raise QuestionTooLong(
+                f"the question is {len(question)} characters; the limit is {limit}"
+            )
+        ticket = self.pool.admit()
+        try:
+            loop = asyncio.get_running_loop()
+            prepared = await loop.run_in_executor(
+                self.retrieval_executor, self.prepare, question, top_k, retrieval
+            )
+        except BaseException:
+            ticket.release()
+            raise
+        return ticket, prepared
+
     def prepare(self, question: str, top_k: int | None, retrieval: Mode | None) -> Prepared:
         """Retrieval and prompt (blocking: call it from a thread)."""
         self.refresh()
@@ -161,3 +191,12 @@ class Service:
                     log.warning("upload: %s", note)
             self.reload()
         return report
+
+
+async def get_service(request: Request) -> Service:
+    # async: FastAPI would run a plain function in its thread pool, a thread hop per request
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]

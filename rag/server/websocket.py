@@ -18,8 +18,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from rag.errors import RagError
-from rag.server.ask import admit_and_prepare, message
-from rag.server.events import answer_stream
+from rag.server.events import answer_stream, message
 from rag.server.schemas import AskRequest
 from rag.server.service import Service
 
@@ -94,9 +93,7 @@ async def answer_one(
         return
     try:
         body = AskRequest.model_validate({k: v for k, v in item.items() if k != "type"})
-        ticket, prepared = await admit_and_prepare(
-            service, body.question, body.top_k, body.retrieval
-        )
+        ticket, prepared = await service.admit(body.question, body.top_k, body.retrieval)
     except ValidationError as err:
         await websocket.send_json({"type": "error", "message": readable(err)})
         return
@@ -105,7 +102,7 @@ async def answer_one(
         return
     events = answer_stream(service, ticket, prepared, cancel)
     try:
-        async for name, payload in events:
-            await websocket.send_json(message(name, payload))
+        async for event in events:
+            await websocket.send_json(message(event))
     finally:
         await events.aclose()
