@@ -31,6 +31,10 @@ class Sources:
             {"number": number, **hit.to_json()} for number, hit in enumerate(self.hits, start=1)
         ]
 
+    @classmethod
+    def from_json(cls, data: list[dict[str, Any]]) -> Sources:
+        return cls(tuple(Hit.from_json(item) for item in data))
+
 
 @dataclass(frozen=True)
 class Token:
@@ -39,6 +43,10 @@ class Token:
 
     def to_json(self) -> dict[str, Any]:
         return {"text": self.text}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Token:
+        return cls(data["text"])
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,18 @@ class Done:
             "cancelled": self.cancelled,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Done:
+        usage, timings = data["usage"], data["timings"]
+        return cls(
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            retrieval_ms=timings["retrieval_ms"],
+            ttft_ms=timings["ttft_ms"],
+            total_ms=timings["total_ms"],
+            cancelled=data.get("cancelled", False),
+        )
+
 
 @dataclass(frozen=True)
 class Error:
@@ -76,8 +96,17 @@ class Error:
     def to_json(self) -> dict[str, Any]:
         return {"message": self.message}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Error:
+        return cls(data["message"])
+
 
 Event = Sources | Token | Done | Error
+
+
+EVENTS: dict[str, type[Sources] | type[Token] | type[Done] | type[Error]] = {
+    kind.kind: kind for kind in (Sources, Token, Done, Error)
+}
 
 
 def collect(events: Iterable[Event]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, connect_sse
 
+from rag.answer import EVENTS, Error, Event
 from rag.errors import RemoteError
 
 CONNECT_TIMEOUT_S = 10.0
@@ -23,9 +24,9 @@ def ask_events(
     top_k: int | None = None,
     retrieval: str | None = None,
     api_key: str | None = None,
-) -> Iterator[tuple[str, Any]]:
-    """`("sources", [...])`, `("token", {"text": ...})`..., `("done", {...})` from the server
-    at `url`; a refusal, an unreachable server or an `error` event raises `RemoteError`."""
+) -> Iterator[Event]:
+    """`Sources`, `Token`s, `Done` from the server at `url`, read back from its events; a
+    refusal, an unreachable server or an `error` event raises `RemoteError`."""
     body: dict[str, Any] = {"question": question}
     if top_k is not None:
         body["top_k"] = top_k
@@ -44,11 +45,11 @@ def ask_events(
             if response.status_code != 200:
                 response.read()
                 raise RemoteError(f"{url} answered {response.status_code}: {_message(response)}")
-            for event in source.iter_sse():
-                data = _checked(event.event, event.data, url)
-                if event.event == "error":
-                    raise RemoteError(f"the server failed while answering: {data['message']}")
-                yield event.event, data
+            for sse in source.iter_sse():
+                event = _read(sse.event, _checked(sse.event, sse.data, url), url)
+                if isinstance(event, Error):
+                    raise RemoteError(f"the server failed while answering: {event.message}")
+                yield event
     except httpx.ConnectError:
         raise RemoteError(f"cannot reach {url}: is `rag serve` running there?") from None
     except (httpx.HTTPError, SSEError, ValueError) as err:
@@ -78,6 +79,15 @@ def _checked(name: str, raw: str, url: str) -> Any:
             f"{name!r} with {raw[:60]!r} where /v1/ask sends sources, token, done or error"
         )
     return data
+
+
+def _read(name: str, data: Any, url: str) -> Event:
+    try:
+        return EVENTS[name].from_json(data)
+    except (KeyError, TypeError, ValueError):
+        raise RemoteError(
+            f"{url} is not a rag server (or another version): its {name!r} event lacks fields"
+        ) from None
 
 
 def _message(response: httpx.Response) -> str:

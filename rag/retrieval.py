@@ -12,6 +12,7 @@ diversity.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -46,6 +47,13 @@ class Hit:
             "bm25_score": None if self.bm25_score is None else round(self.bm25_score, 6),
             **self.chunk.to_json(),
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Hit:
+        """A hit read back from `to_json` (extra keys, such as a citation number, ignored)."""
+        fields = {f.name for f in dataclasses.fields(Chunk)}
+        chunk = Chunk.from_json({k: v for k, v in data.items() if k in fields})
+        return cls(data["rank"], data["score"], chunk, data["dense_score"], data["bm25_score"])
 
 
 class Retriever:

