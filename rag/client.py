@@ -46,7 +46,7 @@ def ask_events(
                 response.read()
                 raise RemoteError(f"{url} answered {response.status_code}: {_message(response)}")
             for sse in source.iter_sse():
-                event = _read(sse.event, _checked(sse.event, sse.data, url), url)
+                event = _event(sse.event, sse.data, url)
                 if isinstance(event, Error):
                     raise RemoteError(f"the server failed while answering: {event.message}")
                 yield event
@@ -56,37 +56,15 @@ def ask_events(
         raise RemoteError(f"the connection to {url} failed: {err}") from None
 
 
-# what each event of /v1/ask carries, at least: anything else is another server's dialect
-SHAPES: dict[str, tuple[type, tuple[str, ...]]] = {
-    "sources": (list, ()),
-    "token": (dict, ("text",)),
-    "done": (dict, ("usage", "timings")),
-    "error": (dict, ("message",)),
-}
-
-
-def _checked(name: str, raw: str, url: str) -> Any:
-    """The event's data, if it is one of ours; else a RemoteError saying the server at `url`
-    speaks another dialect (say, OpenAI chunks ending in `data: [DONE]`)."""
+def _event(name: str, raw: str, url: str) -> Event:
+    """One SSE event of /v1/ask read back into its type; anything else means the server at
+    `url` speaks another dialect (say, OpenAI chunks ending in `data: [DONE]`)."""
     try:
-        data = json.loads(raw)
-    except ValueError:
-        data = None
-    kind, keys = SHAPES.get(name, (type(None), ("?",)))
-    if not isinstance(data, kind) or (isinstance(data, dict) and not set(keys) <= set(data)):
+        return EVENTS[name].from_json(json.loads(raw))
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise RemoteError(
             f"{url} is not a rag server (or another version): it sent an event "
             f"{name!r} with {raw[:60]!r} where /v1/ask sends sources, token, done or error"
-        )
-    return data
-
-
-def _read(name: str, data: Any, url: str) -> Event:
-    try:
-        return EVENTS[name].from_json(data)
-    except (KeyError, TypeError, ValueError):
-        raise RemoteError(
-            f"{url} is not a rag server (or another version): its {name!r} event lacks fields"
         ) from None
 
 

@@ -71,6 +71,11 @@ class IngestReport:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def announcements(self) -> list[str]:
+        """What changed beyond the documents named, in lines worth showing (a rebuild, an
+        index type change)."""
+        return [note for note in [self.rebuild_reason, *self.notes] if note]
+
 
 @dataclass(frozen=True)
 class Change:

@@ -111,20 +111,19 @@ def _previous(
 ) -> tuple[IndexInfo | None, Settings]:
     """The index as it stands, and the settings to ingest with: the index's own where none
     were given, and an index type the store can build."""
-    if settings.index_type not in writer.index_types:
-        settings = dataclasses.replace(settings, index_type=writer.index_types[0])
     try:
         previous = writer.previous()
     except IndexNotFound:
-        return None, settings
+        previous = None
     except IndexError_ as err:
         report.rebuild_reason = f"the previous index is unusable ({err}); building a new one"
-        return None, settings
-    if previous is None:
-        return None, settings
-    settings = settings.for_index(previous)
+        previous = None
+    if previous is not None:
+        settings = settings.for_index(previous)
     if settings.index_type not in writer.index_types:
         settings = dataclasses.replace(settings, index_type=writer.index_types[0])
+    if previous is None:
+        return None, settings
     report.rebuild_reason = rebuild_reason(previous, settings, embedder)
     if previous.index_type != settings.index_type:
         report.notes.append(

@@ -238,7 +238,7 @@ class Settings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = env.get(f"RAG_{f.name.upper()}")
-            if f.name == "given" or raw is None or raw == "":
+            if f.metadata.get("internal") or raw is None or raw == "":
                 continue
             values[f.name] = _parse(f.name, f.default, raw)
         return cls(**values, given=frozenset(INDEX_SETTINGS) & values.keys())
@@ -250,7 +250,7 @@ class Settings:
         return {
             f"RAG_{f.name.upper()}": str(getattr(self, f.name))
             for f in dataclasses.fields(self)
-            if f.name != "given"
+            if not f.metadata.get("internal")
             and (
                 f.name not in INDEX_SETTINGS
                 or f.name in self.given

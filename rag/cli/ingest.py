@@ -79,9 +79,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def print_report(report: IngestReport) -> None:
-    for note in [report.rebuild_reason, *report.notes]:
-        if note:
-            print(f"note: {note}", file=sys.stderr)
+    for note in report.announcements():
+        print(f"note: {note}", file=sys.stderr)
     for item in report.skipped:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     for item in report.ignored:

@@ -186,9 +186,8 @@ class Service:
         upload_dir = self.settings.upload_dir
         with self.ingest_lock:
             report = ingest([Path(upload_dir)], self.settings, self.embedder, store=self.store)
-            for note in [report.rebuild_reason, *report.notes]:
-                if note:  # an upload changed more than its own documents: say so
-                    log.warning("upload: %s", note)
+            for note in report.announcements():  # an upload changed more than its documents
+                log.warning("upload: %s", note)
             self.reload()
         return report
 
