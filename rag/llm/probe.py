@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rag import cpu
-from rag.errors import EngineCrashed, UsageError
+from rag.errors import EngineCrashed, RagError, UsageError
 
 PROMPT = "The capital of France is"
 REBUILD = "make install LLAMA_CPU=portable"
@@ -97,14 +97,13 @@ def check(
     model_path: Path,
     *,
     threads: int = 0,
-    command: Sequence[str] | None = None,
     flags: frozenset[str] | None = None,
     built_with: str = "",
 ) -> Outcome:
     """Run the engine once in a child; raise EngineCrashed (died by a signal) or UsageError
     (llama.cpp refused the model) with one line."""
     flags = cpu.read_cpu_flags() if flags is None else flags
-    outcome = run(command or child_command(model_path, threads))
+    outcome = run(child_command(model_path, threads))
     if outcome.returncode < 0:
         raise EngineCrashed(explain(outcome, model_path, flags, built_with))
     if outcome.returncode != 0:
@@ -189,7 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return _child(args.child[0], int(args.child[1]))
-    from rag.errors import RagError
     from rag.llm.gguf import default_model_path
 
     try:
