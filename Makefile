@@ -16,8 +16,8 @@ export TRANSFORMERS_OFFLINE := 1
 # until `make clean`). After installing, a child process generates two tokens with Gemma: a build
 # this CPU cannot run fails here, in one line, instead of at the first question.
 LLAMA_CPU ?= $(or $(shell cat $(VENV)/.llama-cpu 2>/dev/null),native)
-CPUINFO ?= /proc/cpuinfo
-CPU_ARGS := --cpu $(LLAMA_CPU) --cpuinfo $(CPUINFO)
+CPUINFO ?=
+CPU_ARGS := --cpu $(LLAMA_CPU) $(if $(CPUINFO),--cpuinfo $(CPUINFO))
 LLAMA_CPP := llama-cpp-python==$(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
 LLAMA_KEY := $(shell $(PYTHON) -m rag.cpu key $(CPU_ARGS))
 ifeq ($(LLAMA_KEY),)

@@ -187,14 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cpuinfo",
         type=Path,
-        default=Path("/proc/cpuinfo"),
+        default=None,
         help="read the flags from this file (default /proc/cpuinfo): another CPU's, to see "
         "what it would get",
     )
     args = parser.parse_args(argv)
     if args.cpu not in LEVELS:
         parser.error(f"--cpu must be one of {', '.join(LEVELS)}, got {args.cpu!r}")
-    flags = read_cpu_flags(args.cpuinfo) if is_x86() else frozenset()
+    if args.cpuinfo is not None and not args.cpuinfo.is_file():
+        parser.error(f"--cpuinfo {args.cpuinfo}: no such file")
+    flags = read_cpu_flags(args.cpuinfo or Path("/proc/cpuinfo")) if is_x86() else frozenset()
     options = build_options(flags, args.cpu) if is_x86() else {}
     if args.what == "cmake-args":
         print(cmake_args(options))

@@ -68,8 +68,6 @@ class LlamaCppLLM:
         from rag.llm.probe import ensure_runs
 
         path = Path(settings.llm_model_path) if settings.llm_model_path else default_model_path()
-        if not path.is_file():
-            raise UsageError(f"no GGUF model file at {path}")
         require_installed("llama_cpp", needed_for="the llamacpp LLM", install="llama-cpp-python")
         ensure_runs(path, settings.llm_threads)
         return cls(

@@ -141,6 +141,8 @@ def ensure_runs(
 ) -> Outcome | None:
     """`check` once per (libraries, model, CPU): later calls cost a stat of each file and
     return None. `again` checks even when a success is remembered."""
+    if not model_path.is_file():
+        raise UsageError(f"no GGUF model file at {model_path}")
     flags = cpu.read_cpu_flags()
     stamp = cache_dir() / fingerprint(model_path, flags)
     if stamp.exists() and not again:
