@@ -26,7 +26,8 @@ def add_parser(
         help="add files and folders to the index (incremental)",
         description="Read .txt, .md, .html and .pdf files (folders recursively), split them into "
         "chunks, embed them and write the index. Only new or changed files are embedded; files "
-        "that vanished from a folder ingested before are dropped (unless --no-prune). Exit "
+        "that vanished from a folder walked again are dropped (unless --no-prune). An existing "
+        "index keeps its chunk settings and index type unless others are given. Exit "
         "status: 0 all ingested, 1 some files skipped (each with its reason), 2 usage error.",
     )
     ing.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
@@ -36,7 +37,8 @@ def add_parser(
         type=int,
         default=None,
         metavar="TOKENS",
-        help="chunk length in embedding-model tokens (default 200; $RAG_CHUNK_SIZE_TOKENS)",
+        help="chunk length in embedding-model tokens (default: the index's own, 200 for a new "
+        "index; $RAG_CHUNK_SIZE_TOKENS)",
     )
     ing.add_argument(
         "--chunk-overlap",
@@ -44,13 +46,15 @@ def add_parser(
         type=int,
         default=None,
         metavar="TOKENS",
-        help="tokens shared by consecutive chunks (default 32; $RAG_CHUNK_OVERLAP_TOKENS)",
+        help="tokens shared by consecutive chunks (default: the index's own, 32 for a new index; "
+        "$RAG_CHUNK_OVERLAP_TOKENS)",
     )
     ing.add_argument(
         "--index-type",
         choices=["flat", "hnsw"],
         default=None,
-        help="flat: exact search (default); hnsw: approximate, for millions of chunks",
+        help="flat: exact search; hnsw: approximate, for millions of chunks (default: the "
+        "index's own, flat for a new index)",
     )
     ing.add_argument(
         "--no-prune",
