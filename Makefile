@@ -60,15 +60,15 @@ run: install
 	$(PY) -m rag serve --index $(INDEX) --host $(HOST) --port $(PORT)
 
 lint: install
-	$(PY) -m ruff check rag scripts tests
-	$(PY) -m ruff format --check rag scripts tests
+	$(PY) -m ruff check rag bench scripts tests
+	$(PY) -m ruff format --check rag bench scripts tests
 	$(PY) -m mypy
 
 test: install lint
 	$(PY) -m pytest
 
 bench: install
-	$(PY) scripts/bench.py
+	$(PY) -m bench
 
 # The venv and the index; the cached llama.cpp wheels stay in ~/.cache/rag/llama-* (make
 # clean-wheels removes them, and the next install builds again).

@@ -7,9 +7,6 @@ without it the pipeline runs in this process on the local index.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rag.cli import main
 

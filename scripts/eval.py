@@ -20,27 +20,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-CITATION = re.compile(r"\s*\[\d+\]")
-sys.path.insert(0, str(ROOT))
-
-from rag.answer import Answerer  # noqa: E402
-from rag.chunks import Chunk  # noqa: E402
-from rag.embeddings import make_embedder  # noqa: E402
-from rag.errors import RagError  # noqa: E402
-from rag.evaluation import (  # noqa: E402
+from rag.answer import Answerer
+from rag.chunks import Chunk
+from rag.embeddings import make_embedder
+from rag.errors import RagError
+from rag.evaluation import (
     RECALL_KS,
     evaluate_retrieval,
     exact_match,
     sample,
     token_f1,
 )
-from rag.ingestion import ingest  # noqa: E402
-from rag.llm import make_llm  # noqa: E402
-from rag.retrieval import MODES, Hit, Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.squad import Article, Question, load_articles, write_articles  # noqa: E402
-from rag.stores import make_store  # noqa: E402
+from rag.ingestion import ingest
+from rag.llm import make_llm
+from rag.retrieval import MODES, Hit, Retriever
+from rag.settings import Settings
+from rag.squad import Article, Question, load_articles, write_articles
+from rag.stores import make_store
+
+CITATION = re.compile(r"\s*\[\d+\]")
 
 
 def main(argv: list[str] | None = None) -> int:

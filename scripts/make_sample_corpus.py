@@ -4,13 +4,11 @@ python scripts/make_sample_corpus.py [--dataset ../shared/datasets/squad-dev-a/s
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from rag.squad import load_articles, write_articles
 
-from rag.squad import load_articles, write_articles  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLE = [
     "Super_Bowl_50",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.live import free_port
 from rag.embeddings import HashingEmbedder
 from rag.settings import Settings
 
@@ -138,12 +139,6 @@ def llama_server() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class OwnPostgres:

@@ -18,7 +18,8 @@ DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
 @pytest.mark.skipif(not DATASET.is_file(), reason="needs ../shared/datasets/squad-dev-a")
 def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=1700,

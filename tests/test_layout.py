@@ -1,10 +1,13 @@
-"""The layout shows the pipeline: no module of `rag/` imports, however indirectly and however
-lazily (inside a function), a module that imports it back."""
+"""The layout shows the pipeline: no module of `rag/` (or of `bench/`) imports, however indirectly
+and however lazily (inside a function), a module that imports it back; nothing finds its imports
+by editing `sys.path`."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -15,7 +18,7 @@ def module_name(path: Path) -> str:
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:
-    """The rag modules `path` imports anywhere in it: `from rag.x import y` names rag.x, and
+    """The known modules `path` imports anywhere in it: `from rag.x import y` names rag.x, and
     rag.x.y too when y is a module."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -57,10 +60,22 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_no_import_cycle_in_rag() -> None:
-    paths = {module_name(p): p for p in (ROOT / "rag").rglob("*.py")}
+@pytest.mark.parametrize("package", ["rag", "bench"])
+def test_no_import_cycle(package: str) -> None:
+    paths = {module_name(p): p for p in (ROOT / package).rglob("*.py")}
     graph = {name: imports_of(path, set(paths)) - {name} for name, path in paths.items()}
     assert cycles(graph) == []
+
+
+def test_no_sys_path_edits() -> None:
+    """Scripts, benchmarks and tests import the installed `rag` and the repository's packages."""
+    edits = [
+        str(path.relative_to(ROOT))
+        for folder in ("rag", "bench", "scripts", "tests")
+        for path in (ROOT / folder).rglob("*.py")
+        if "sys.path." in path.read_text(encoding="utf-8") and path != Path(__file__)
+    ]
+    assert edits == []
 
 
 def test_the_cycle_finder_finds_one() -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.live import free_port
 from rag.llm import LLMError, make_llm
 from rag.llm.extractive import ExtractiveLLM
 from rag.llm.mock import MockLLM
 from rag.prompt import Prompt, build_prompt
 from rag.settings import Settings
-from tests.conftest import free_port
 from tests.fakes import hit
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.live import free_port
 from rag import cpu
 from rag.errors import EngineCrashed, UsageError
 from rag.llm import probe
@@ -174,11 +175,7 @@ def test_each_fatal_signal_is_named(model: Path) -> None:
 def test_serve_starts_and_says_why_when_the_engine_dies(tmp_path: Path, model: Path) -> None:
     """`rag serve` with an engine that dies by SIGILL: the server stays up (health, readiness
     with the reason) and its log says it in one line; it never imports the engine itself."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         **fake_engine(tmp_path, "dies-at-import"),

@@ -1,13 +1,10 @@
 """A real uvicorn on a free loopback port, in a thread: streaming is only proven over a socket
-(in-process ASGI clients collect the whole body first). Plus a timestamping SSE reader."""
+(in-process ASGI clients collect the whole body first). Plus a timestamping SSE reader. (`rag
+serve` in its own process is `bench.live.ServerProcess`, shared with the benchmarks.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -88,46 +85,3 @@ def ask(client: httpx.Client, question: str, **body: Any) -> list[Received]:
     with client.stream("POST", "/v1/ask", json={"question": question, **body}) as response:
         assert response.status_code == 200, response.read()
         return list(sse_events(response))
-
-
-class ServerProcess:
-    """`python -m rag serve` in its own process, as users run it: for measurements where the
-    test's own threads must not share the server's interpreter (and its GIL)."""
-
-    def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.env = env
-        self.args = args  # more `rag serve` options, e.g. --workers 2
-
-    def __enter__(self) -> ServerProcess:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "rag", "serve", "--port", str(port)]
-        self.process = subprocess.Popen(
-            [*command, "--log-level", "warning", *self.args],
-            env={**os.environ, "HF_HUB_OFFLINE": "1", **self.env},
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            if self.process.poll() is not None:
-                error = self.process.stderr.read() if self.process.stderr else ""
-                raise RuntimeError(f"the server exited: {error[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError("the server did not become ready in 120 s")
-            time.sleep(0.1)
-
-    def __exit__(self, *_: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()

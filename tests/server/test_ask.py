@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.live import ServerProcess
 from rag.llm.mock import MockLLM
 from rag.settings import Settings
 from tests.fakes import EndlessLLM, GatedLLM
 from tests.server.conftest import Serve, process_env
-from tests.server.live import ServerProcess, ask, ask_ndjson, sse_events
+from tests.server.live import ask, ask_ndjson, sse_events
 
 QUESTION = "Who won Super Bowl 50?"
 

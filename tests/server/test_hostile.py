@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,27 +12,24 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench import reliability
+from bench.live import ServerProcess
 from rag.settings import Settings
 from tests.pdfs import bomb_pdf
 from tests.server.conftest import Serve, process_env
-from tests.server.live import ServerProcess
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-import bench_reliability
-
-MB = bench_reliability.MB
+MB = reliability.MB
 
 
 @pytest.mark.slow
 def test_hostile_bodies_get_a_quick_4xx_and_memory_stays_bounded(indexed: Settings) -> None:
     with ServerProcess(process_env(indexed)) as server:
-        result = bench_reliability.hostile(server.url, server.process.pid, rounds=10)
+        result = reliability.hostile(server.url, server.process.pid, rounds=10)
         with httpx.Client(base_url=server.url, timeout=30) as client:
             chunked = client.post(  # no Content-Length: the limit holds as the body streams in
                 "/v1/ask", content=iter([b'{"question": "'] + [b"a" * MB] * 2 + [b'"}'])
             )
-    assert len(result["cases"]) == len(bench_reliability.HOSTILE)
+    assert len(result["cases"]) == len(reliability.HOSTILE)
     for case in result["cases"]:
         assert case["as_expected"], case
         assert case["ms"] < 1000, case

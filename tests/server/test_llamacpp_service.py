@@ -10,9 +10,10 @@ from itertools import pairwise
 import httpx
 import pytest
 
+from bench.live import ServerProcess
 from rag.settings import Settings
 from tests.server.conftest import process_env
-from tests.server.live import Received, ServerProcess, ask
+from tests.server.live import Received, ask
 
 QUESTIONS = [
     "Which team defeated the Carolina Panthers?",

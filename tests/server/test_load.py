@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
+from bench import reliability
+from bench.live import ServerProcess
 from rag.settings import Settings
 from tests.server.conftest import process_env
-from tests.server.live import ServerProcess
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-import bench_reliability
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +20,7 @@ def test_a_soak_of_2000_requests_leaves_no_error_no_open_stream_and_no_leak(
     indexed: Settings,
 ) -> None:
     with ServerProcess(process_env(indexed, RAG_MOCK_TOKEN_DELAY_MS="0")) as server:
-        soak = asyncio.run(bench_reliability.soak(server.url, server.process.pid))
+        soak = asyncio.run(reliability.soak(server.url, server.process.pid))
     assert soak["requests"] == 2000
     assert soak["errors"] == 0, soak["endings"]
     assert soak["open_after"] == 0
@@ -36,7 +31,7 @@ def test_a_burst_of_200_clients_completes_or_is_refused_at_once(indexed: Setting
     limits = {"RAG_MAX_GENERATIONS": "4", "RAG_MAX_QUEUE": "32"}
     env = process_env(indexed, RAG_MOCK_TOKEN_DELAY_MS="20", **limits)
     with ServerProcess(env) as server:
-        burst = asyncio.run(bench_reliability.burst(server.url))
+        burst = asyncio.run(reliability.burst(server.url))
     assert burst["completed"] >= 36  # every slot and queue place served at least once
     assert burst["completed"] + burst["refused"] == 200, burst
     assert burst["refused_with_retry_after"] == burst["refused_with_message"] == burst["refused"]
@@ -49,7 +44,7 @@ def test_hey_reproduces_the_burst_and_refusals_are_fast(indexed: Settings) -> No
     limits = {"RAG_MAX_GENERATIONS": "4", "RAG_MAX_QUEUE": "32"}
     env = process_env(indexed, RAG_MOCK_TOKEN_DELAY_MS="20", **limits)
     with ServerProcess(env) as server:
-        result = bench_reliability.hey(server.url, runs=2)
+        result = reliability.hey(server.url, runs=2)
     for statuses in result["runs"]:
         assert set(statuses) == {"200", "429"}, statuses
         assert statuses["200"]["n"] == 36  # all arrive at once: 4 slots + 32 queue places
@@ -71,7 +66,7 @@ def test_clients_leaving_at_random_points_leave_no_thread_task_or_slot_behind(
 ) -> None:
     env = process_env(indexed, RAG_MOCK_TOKEN_DELAY_MS="10", RAG_MAX_QUEUE="32")
     with ServerProcess(env) as server:
-        result = asyncio.run(bench_reliability.disconnects(server.url))
+        result = asyncio.run(reliability.disconnects(server.url))
     assert result["requests"] == 200 and len(result["plans"]) == 4
     assert result["open_after"] == 0
     assert result["threads_after"] <= result["threads_before"], result

@@ -12,12 +12,13 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from bench.live import ServerProcess
 from rag.embeddings import HashingEmbedder, make_embedder
 from rag.ingestion import ingest
 from rag.settings import Settings
 from rag.stores.pgvector import PostgresStore
 from tests.conftest import ROOT, OwnPostgres
-from tests.server.live import ServerProcess, sse_events
+from tests.server.live import sse_events
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Generation speed (a section of scripts/bench.py): Gemma 3 270M through our `llamacpp` backend
+"""Generation speed (a section of `python -m bench`): Gemma 3 270M through our `llamacpp` backend
 vs `llama_cpp.Llama` called directly with the same model file, context, threads and sampling,
 on the same prompts, alternating which goes first. Prefill tokens/s (prompt tokens over the time
 to the first token) and decode tokens/s (the tokens after the first over the time they took).
@@ -9,20 +9,17 @@ is measured in full. The ratio should be about 1: the backend adds a lock and a 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rag.llm.gguf import default_model_path  # noqa: E402
-from rag.llm.llamacpp import LlamaCppLLM  # noqa: E402
-from rag.prompt import STOP, Prompt, build_prompt  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.squad import load_articles  # noqa: E402
+from bench.report import table
+from rag.llm.gguf import default_model_path
+from rag.llm.llamacpp import LlamaCppLLM
+from rag.prompt import STOP, Prompt, build_prompt
+from rag.settings import Settings
+from rag.squad import load_articles
 
 Stream = Callable[[str], Iterator[str]]
 
@@ -121,6 +118,10 @@ def run(dataset: Path, n: int = 20) -> dict[str, Any]:
 
 def render(r: dict[str, Any]) -> str:
     ours, raw = r["rows"]["ours"], r["rows"]["llama_cpp"]
+
+    def columns(row: dict[str, Any]) -> list[object]:
+        return [row["prefill_tokens_per_s"], row["decode_tokens_per_s"], row["decoded_tokens"]]
+
     return "\n".join(
         [
             "## Generation",
@@ -129,13 +130,15 @@ def render(r: dict[str, Any]) -> str:
             f"builds them (mean {r['mean_prompt_tokens']} tokens, no cached head), greedy, "
             "alternating which side goes first:",
             "",
-            "| | prefill tokens/s | decode tokens/s | tokens decoded |",
-            "|---|---:|---:|---:|",
-            f"| our `llamacpp` backend | {ours['prefill_tokens_per_s']} | "
-            f"{ours['decode_tokens_per_s']} | {ours['decoded_tokens']} |",
-            f"| `llama_cpp.Llama` directly | {raw['prefill_tokens_per_s']} | "
-            f"{raw['decode_tokens_per_s']} | {raw['decoded_tokens']} |",
-            f"| **ratio, ours / direct** | {r['prefill_ratio']} | {r['decode_ratio']} | |",
+            *table(
+                ["", "prefill tokens/s", "decode tokens/s", "tokens decoded"],
+                "lrrr",
+                [
+                    ["our `llamacpp` backend", *columns(ours)],
+                    ["`llama_cpp.Llama` directly", *columns(raw)],
+                    ["**ratio, ours / direct**", r["prefill_ratio"], r["decode_ratio"], ""],
+                ],
+            ),
             "",
         ]
     )

@@ -1,4 +1,4 @@
-"""llama.cpp builds side by side (a section of scripts/bench.py): each llama-cpp-python wheel is
+"""llama.cpp builds side by side (a section of `python -m bench`): each llama-cpp-python wheel is
 installed into a folder of its own and measured in a child process of its own (that folder first
 on PYTHONPATH) on the same prompts, alternating which build goes first; prefill and decode
 tokens/s of Gemma 3 270M, and the ratio of each build to the first.
@@ -9,7 +9,7 @@ itself; llama-cpp-python 0.3.36 does not call `ggml_backend_load_all`, so the ch
 `ggml_backend_load_all_from_path` on that folder first (through ctypes), as a backend for that
 build would have to.
 
-    python scripts/bench.py --only builds --build-wheel NAME=PATH[,without=VARIANT...] ...
+    python -m bench --only builds --build-wheel NAME=PATH[,without=VARIANT...] ...
 """
 
 from __future__ import annotations
@@ -26,10 +26,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rag import cpu  # noqa: E402
+from bench.report import table
+from rag import cpu
 
 CHILD = r"""
 import ctypes, json, os, sys, time
@@ -96,8 +94,7 @@ def run(
     wheels: dict[str, tuple[Path, list[str]]], dataset: Path, n: int = 20, rounds: int = 3
 ) -> dict[str, Any]:
     """`wheels`: name -> (wheel file, CPU variants to leave out of a runtime-dispatch wheel)."""
-    from bench_generation import prompts as service_prompts
-
+    from bench.generation import prompts as service_prompts
     from rag.llm.gguf import default_model_path
 
     model = default_model_path()
@@ -163,19 +160,25 @@ def render(r: dict[str, Any]) -> str:
         f"them, {r['rounds']} rounds alternating the order, each build in its own process. "
         f"This CPU's flags: {' '.join(r['cpu_flags'])}.",
         "",
-        "| build | compiled for | prefill tokens/s | decode tokens/s | x first: prefill, decode |",
-        "|---|---|---:|---:|---:|",
     ]
+    rows = []
     for name, row in r["rows"].items():
         if "failed" in row:
-            lines.append(f"| {name} | | failed: {row['failed']} | | |")
+            rows.append([name, "", f"failed: {row['failed']}", "", ""])
             continue
         built = ", ".join(row["features"])
         if row["variants"]:
             left_out = f" ({', '.join(row['without'])} left out)" if row["without"] else ""
             built = f"runtime dispatch, {len(row['variants'])} variants{left_out}; picked {built}"
-        lines.append(
-            f"| {name} | {built} | {row['prefill_tokens_per_s']} | "
-            f"{row['decode_tokens_per_s']} | {row['prefill_ratio']} / {row['decode_ratio']} |"
+        rows.append(
+            [
+                name,
+                built,
+                row["prefill_tokens_per_s"],
+                row["decode_tokens_per_s"],
+                f"{row['prefill_ratio']} / {row['decode_ratio']}",
+            ]
         )
+    header = ["build", "compiled for", "prefill tokens/s", "decode tokens/s"]
+    lines += table([*header, "x first: prefill, decode"], "llrrr", rows)
     return "\n".join([*lines, ""])

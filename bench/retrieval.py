@@ -1,4 +1,4 @@
-"""Retrieval quality and latency (a section of scripts/bench.py): our dense, BM25 and hybrid
+"""Retrieval quality and latency (a section of `python -m bench`): our dense, BM25 and hybrid
 modes vs the default retrievers of a plain LangChain pipeline (RecursiveCharacterTextSplitter +
 HuggingFaceEmbeddings + FAISS, `as_retriever()`) and of LlamaIndex (`VectorStoreIndex` with its
 default SentenceSplitter, `as_retriever()`), all on the same MiniLM, over the articles of a
@@ -14,27 +14,22 @@ recall easier and answers longer to read.
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench_ingestion import configure_llamaindex, langchain_parts  # noqa: E402
-from bench_streaming import percentile  # noqa: E402
-
-from rag.chunks import Chunk  # noqa: E402
-from rag.embeddings import make_embedder  # noqa: E402
-from rag.evaluation import is_hit, sample  # noqa: E402
-from rag.ingestion import ingest  # noqa: E402
-from rag.retrieval import Hit, Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.squad import Article, Question, load_articles, write_articles  # noqa: E402
-from rag.stores import folder as store  # noqa: E402
+from bench.ingestion import configure_llamaindex, langchain_parts
+from bench.report import percentile, table
+from rag.chunks import Chunk
+from rag.embeddings import make_embedder
+from rag.evaluation import is_hit, sample
+from rag.ingestion import ingest
+from rag.retrieval import Hit, Retriever
+from rag.settings import Settings
+from rag.squad import Article, Question, load_articles, write_articles
+from rag.stores import folder as store
 
 K = 10
 Search = Callable[[str], list[Hit]]
@@ -167,18 +162,24 @@ def render(r: dict[str, Any]) -> str:
         "(sizes shown: larger chunks make recall easier and sources longer to read). Latency "
         "per query includes embedding the question. See `recall_at_k.png`.",
         "",
-        "| retriever | chunks | mean chars | recall@1 | recall@5 | recall@10 | MRR@10 | p50 ms | "
-        "p95 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    rows: list[list[object]] = []
     for name, row in r["rows"].items():
         if "error" in row:
-            lines.append(f"| {name} | could not run here: {row['error']} | | | | | | | |")
+            rows.append([name, f"could not run here: {row['error']}", *[""] * 7])
             continue
         recall = row["recall"]
-        lines.append(
-            f"| {name} | {row['chunks']:,} | {row['mean_chars']:,} | {recall['1']:.3f} | "
-            f"{recall['5']:.3f} | {recall['10']:.3f} | {row['mrr_at_10']:.3f} | "
-            f"{row['latency_ms']['p50']} | {row['latency_ms']['p95']} |"
+        rows.append(
+            [
+                name,
+                f"{row['chunks']:,}",
+                f"{row['mean_chars']:,}",
+                *(f"{recall[k]:.3f}" for k in ("1", "5", "10")),
+                f"{row['mrr_at_10']:.3f}",
+                row["latency_ms"]["p50"],
+                row["latency_ms"]["p95"],
+            ]
         )
+    header = ["retriever", "chunks", "mean chars", "recall@1", "recall@5", "recall@10"]
+    lines += table([*header, "MRR@10", "p50 ms", "p95 ms"], "lrrrrrrrr", rows)
     return "\n".join(lines) + "\n"

@@ -14,26 +14,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rag.llm.mock import MockLLM  # noqa: E402
-from rag.prompt import Prompt  # noqa: E402
-from rag.retrieval import Hit  # noqa: E402
+from bench import ROOT
+from bench.live import ServerProcess, free_port
+from bench.report import percentile, summary, table
+from rag.llm.mock import MockLLM
+from rag.prompt import Prompt
+from rag.retrieval import Hit
 
 QUESTIONS = [
     "Which team won Super Bowl 50?",
@@ -46,71 +44,11 @@ QUESTIONS = [
 DELAY_MS = 20
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": round(percentile(values, 0.5), 2),
-        "p99": round(percentile(values, 0.99), 2),
-        "max": round(max(values, default=0.0), 2),
-        "n": len(values),
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Live:
-    url: str
-    pid: int
-
-
-@contextmanager
-def server(index: Path, llm: str, *options: str, **env: str) -> Iterator[Live]:
-    """`rag serve` (with more `options`, e.g. --workers 2) in its own process, once ready."""
-    port = free_port()
-    environ = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "RAG_LLM": llm,
-        "RAG_MOCK_TOKEN_DELAY_MS": str(DELAY_MS),
-        **env,
-    }
-    command = [sys.executable, "-m", "rag", "serve", "--index", str(index), "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--log-level", "warning", *options],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                error = process.stderr.read() if process.stderr else ""
-                raise RuntimeError(f"the server died: {error[-2000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not become ready")
-            time.sleep(0.1)
-        yield Live(url, process.pid)
-    finally:
-        process.terminate()
-        process.wait(30)
+def server(index: Path, llm: str, *options: str, **env: str) -> ServerProcess:
+    """`rag serve --index INDEX` with the `llm` backend (the mock at DELAY_MS per token), more
+    `options` (e.g. --workers 2) and `env`: enter it to start it."""
+    environment = {"RAG_LLM": llm, "RAG_MOCK_TOKEN_DELAY_MS": str(DELAY_MS), **env}
+    return ServerProcess(environment, "--index", str(index), *options)
 
 
 async def one_stream(client: httpx.AsyncClient, question: str) -> dict[str, Any]:
@@ -411,6 +349,14 @@ def run(quick: bool = False) -> dict[str, Any]:
     return result
 
 
+def p50_max(s: dict[str, Any]) -> list[object]:
+    return [s["p50"], s["max"]]
+
+
+def p50_p99(s: dict[str, Any], between: str = " / ") -> str:
+    return f"{s['p50']}{between}{s['p99']}"
+
+
 def render_transports(t: dict[str, Any]) -> str:
     lines = [
         "## REST vs SSE vs WebSocket: when does the user see the first word?",
@@ -419,15 +365,17 @@ def render_transports(t: dict[str, Any]) -> str:
         "questions through each transport (ms; p50 and max over the questions). Same server, "
         "same answers: only when the words reach the user differs.",
         "",
-        "| transport | first word p50 | first word max | whole answer p50 | whole answer max |",
-        "|---|---:|---:|---:|---:|",
     ]
     names = {"json": "REST, `stream: false`", "sse": "SSE", "websocket": "WebSocket"}
-    for key, label in names.items():
-        first, whole = t[key]["first_word_ms"], t[key]["whole_answer_ms"]
-        lines.append(
-            f"| {label} | {first['p50']} | {first['max']} | {whole['p50']} | {whole['max']} |"
-        )
+    header = ["transport", "first word p50", "first word max"]
+    lines += table(
+        [*header, "whole answer p50", "whole answer max"],
+        "lrrrr",
+        (
+            [label, *p50_max(t[key]["first_word_ms"]), *p50_max(t[key]["whole_answer_ms"])]
+            for key, label in names.items()
+        ),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -438,41 +386,47 @@ def render(r: dict[str, Any]) -> str:
         "",
         f"A live `rag serve` (own process, MiniLM retrieval over `data/`), mock LLM at "
         f"{r['mock_delay_ms']} ms per token; clients time each SSE event. Produced by "
-        "`python scripts/bench.py --only streaming`.",
+        "`python -m bench --only streaming`.",
         "",
         f"One client, {s['requests']} requests in a row (ms, p50 / p99):",
         "",
-        "| | p50 | p99 |",
-        "|---|---:|---:|",
-        f"| server retrieval time | {s['retrieval_ms']['p50']} | {s['retrieval_ms']['p99']} |",
-        f"| sources event at the client | {s['sources_at_client_ms']['p50']} | "
-        f"{s['sources_at_client_ms']['p99']} |",
-        f"| **sources event after retrieval** | {s['sources_after_retrieval_ms']['p50']} | "
-        f"{s['sources_after_retrieval_ms']['p99']} |",
-        f"| server time to first token | {s['server_ttft_ms']['p50']} | "
-        f"{s['server_ttft_ms']['p99']} |",
-        f"| client time to first token | {s['client_ttft_ms']['p50']} | "
-        f"{s['client_ttft_ms']['p99']} |",
-        f"| **first token: client minus server** | {s['ttft_overhead_ms']['p50']} | "
-        f"{s['ttft_overhead_ms']['p99']} |",
-        f"| gap between tokens, generator in-process | {s['generator_gap_ms']['p50']} | "
-        f"{s['generator_gap_ms']['p99']} |",
-        f"| gap between tokens at the client | {s['client_gap_ms']['p50']} | "
-        f"{s['client_gap_ms']['p99']} |",
+        *table(
+            ["", "p50", "p99"],
+            "lrr",
+            (
+                [label, s[key]["p50"], s[key]["p99"]]
+                for label, key in [
+                    ("server retrieval time", "retrieval_ms"),
+                    ("sources event at the client", "sources_at_client_ms"),
+                    ("**sources event after retrieval**", "sources_after_retrieval_ms"),
+                    ("server time to first token", "server_ttft_ms"),
+                    ("client time to first token", "client_ttft_ms"),
+                    ("**first token: client minus server**", "ttft_overhead_ms"),
+                    ("gap between tokens, generator in-process", "generator_gap_ms"),
+                    ("gap between tokens at the client", "client_gap_ms"),
+                ]
+            ),
+        ),
         "",
         f"Inter-token gap, client p99 minus generator p99: **{s['gap_p99_difference_ms']} ms**.",
         "",
         "Concurrent clients (generation limit raised to 64 for the mock):",
         "",
-        "| clients | completed | first token p50 / p99 | gap p50 / p99 | /healthz p50 / p99 |",
-        "|---:|---:|---:|---:|---:|",
     ]
-    for c in r["concurrent"]:
-        lines.append(
-            f"| {c['clients']} | {c['completed']} | {c['client_ttft_ms']['p50']} / "
-            f"{c['client_ttft_ms']['p99']} | {c['gap_ms']['p50']} / {c['gap_ms']['p99']} | "
-            f"{c['healthz_ms']['p50']} / {c['healthz_ms']['p99']} |"
-        )
+    lines += table(
+        ["clients", "completed", "first token p50 / p99", "gap p50 / p99", "/healthz p50 / p99"],
+        "rrrrr",
+        (
+            [
+                c["clients"],
+                c["completed"],
+                p50_p99(c["client_ttft_ms"]),
+                p50_p99(c["gap_ms"]),
+                p50_p99(c["healthz_ms"]),
+            ]
+            for c in r["concurrent"]
+        ),
+    )
     if "overhead" in r:
         o = r["overhead"]
         lines += [
@@ -481,15 +435,24 @@ def render(r: dict[str, Any]) -> str:
             "`/v1/ask` and against a minimal FastAPI `StreamingResponse` that streams the same "
             "mock tokens at the same pace with no retrieval, pool or SSE library (ms, p50 / p99):",
             "",
-            "| | first token | gap between tokens |",
-            "|---|---:|---:|",
-            f"| ours | {o['ours']['first_token_ms']['p50']} / {o['ours']['first_token_ms']['p99']} "
-            f"| {o['ours']['gap_ms']['p50']} / {o['ours']['gap_ms']['p99']} |",
-            f"| minimal StreamingResponse | {o['baseline']['first_token_ms']['p50']} / "
-            f"{o['baseline']['first_token_ms']['p99']} | {o['baseline']['gap_ms']['p50']} / "
-            f"{o['baseline']['gap_ms']['p99']} |",
-            f"| **ratio, ours / minimal** | {o['first_token_ratio']} (p50) | "
-            f"{o['gap_p50_ratio']} (p50), {o['gap_p99_ratio']} (p99) |",
+            *table(
+                ["", "first token", "gap between tokens"],
+                "lrr",
+                [
+                    *(
+                        [label, p50_p99(o[key]["first_token_ms"]), p50_p99(o[key]["gap_ms"])]
+                        for label, key in [
+                            ("ours", "ours"),
+                            ("minimal StreamingResponse", "baseline"),
+                        ]
+                    ),
+                    [
+                        "**ratio, ours / minimal**",
+                        f"{o['first_token_ratio']} (p50)",
+                        f"{o['gap_p50_ratio']} (p50), {o['gap_p99_ratio']} (p99)",
+                    ],
+                ],
+            ),
             "",
             "The first-token difference is mostly retrieval (question embedding, FAISS, BM25), "
             "which the minimal server does not do; between tokens the two are level.",
@@ -502,15 +465,14 @@ def render(r: dict[str, Any]) -> str:
             f"time; /healthz meanwhile p50 {ll['healthz_ms']['p50']} ms, p99 "
             f"{ll['healthz_ms']['p99']} ms:",
             "",
-            "| client | prompt tokens | answer tokens | sources (ms) | first token (ms) | "
-            "total (ms) |",
-            "|---:|---:|---:|---:|---:|---:|",
         ]
-        for i, c in enumerate(ll["per_client"], start=1):
-            lines.append(
-                f"| {i} | {c['prompt_tokens']} | {c['completion_tokens']} | {c['sources_ms']} | "
-                f"{c['first_token_ms']} | {c['total_ms']} |"
-            )
+        header = ["client", "prompt tokens", "answer tokens", "sources (ms)"]
+        fields = ["prompt_tokens", "completion_tokens", "sources_ms", "first_token_ms", "total_ms"]
+        lines += table(
+            [*header, "first token (ms)", "total (ms)"],
+            "rrrrrr",
+            ([i, *(c[f] for f in fields)] for i, c in enumerate(ll["per_client"], start=1)),
+        )
     return "\n".join(lines) + "\n"
 
 

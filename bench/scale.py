@@ -1,4 +1,4 @@
-"""Scale benchmark (a section of scripts/bench.py): FAISS flat vs HNSW on synthetic corpora.
+"""Scale benchmark (a section of `python -m bench`): FAISS flat vs HNSW on synthetic corpora.
 
 Vectors are synthetic 384-d unit vectors (MiniLM's size) with structure like real embeddings:
 a random rank-32 projection of Gaussian points plus isotropic noise. (Uniformly random vectors
@@ -20,12 +20,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rag.embeddings import make_embedder  # noqa: E402
-from rag.index import FaissIndex  # noqa: E402
-from rag.settings import IndexType, Settings  # noqa: E402
+from bench.report import percentile, table
+from rag.embeddings import make_embedder
+from rag.index import FaissIndex
+from rag.settings import IndexType, Settings
 
 DIMENSION = 384
 RANK = 32
@@ -36,11 +34,6 @@ RECALL_AT = 10
 def _unit(rows: NDArray[np.float32]) -> NDArray[np.float32]:
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     return np.asarray(rows / norms, dtype=np.float32)
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def synthetic(size: int, rng: np.random.Generator) -> NDArray[np.float32]:
@@ -100,7 +93,7 @@ def run(sizes: list[int], questions: list[str]) -> dict[str, Any]:
                     "build_s": build_s,
                     "index_mb": size_mb,
                     "p50_ms": statistics.median(latencies),
-                    "p95_ms": _quantile(latencies, 0.95),
+                    "p95_ms": percentile(latencies, 0.95),
                     "recall_at_10": recall,
                 }
             )
@@ -114,7 +107,7 @@ def run(sizes: list[int], questions: list[str]) -> dict[str, Any]:
         "rows": results,
         "queries": QUERIES,
         "embed_p50_ms": statistics.median(embed_ms),
-        "embed_p95_ms": _quantile(embed_ms, 0.95),
+        "embed_p95_ms": percentile(embed_ms, 0.95),
     }
 
 
@@ -124,21 +117,27 @@ def render(section: dict[str, Any]) -> str:
         "## Scale: FAISS flat vs HNSW",
         "",
         "Synthetic structured 384-d unit vectors (rank-32 projection + noise; see "
-        f"`scripts/bench_scale.py`), {section['queries']} queries one at a time, top 10; recall@10 "
+        f"`bench/scale.py`), {section['queries']} queries one at a time, top 10; recall@10 "
         "of HNSW against flat (exact). HNSW: M=32, efConstruction=80, efSearch=128. Embedding "
         f"the question with MiniLM adds p50 {embed:.1f} ms / p95 {section['embed_p95_ms']:.1f} ms "
         "to every search: the last column is that plus the search.",
         "",
-        "| chunks | index | build (s) | size (MB) | search p50 (ms) | search p95 (ms) | recall@10 "
-        "| retrieval p50 (ms) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in section["rows"]:
-        lines.append(
-            f"| {row['size']:,} | {row['kind']} | {row['build_s']:.1f} | {row['index_mb']:.0f} | "
-            f"{row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['recall_at_10']:.3f} | "
-            f"{embed + row['p50_ms']:.1f} |"
-        )
+    rows = [
+        [
+            f"{row['size']:,}",
+            row["kind"],
+            f"{row['build_s']:.1f}",
+            f"{row['index_mb']:.0f}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p95_ms']:.2f}",
+            f"{row['recall_at_10']:.3f}",
+            f"{embed + row['p50_ms']:.1f}",
+        ]
+        for row in section["rows"]
+    ]
+    header = ["chunks", "index", "build (s)", "size (MB)", "search p50 (ms)", "search p95 (ms)"]
+    lines += table([*header, "recall@10", "retrieval p50 (ms)"], "rlrrrrrr", rows)
     return "\n".join([*lines, ""])
 
 

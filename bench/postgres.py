@@ -1,4 +1,4 @@
-"""The pgvector store (a section of scripts/bench.py), against a real PostgreSQL 16 with
+"""The pgvector store (a section of `python -m bench`), against a real PostgreSQL 16 with
 pgvector started by `pgserver`:
 
 - stores: squad-dev-a ingested into FAISS files and into PostgreSQL, the same MiniLM: ingest
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,21 +26,18 @@ import httpx
 import numpy as np
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench_retrieval import K, score  # noqa: E402
-from bench_scale import synthetic  # noqa: E402
-from bench_streaming import QUESTIONS, one_stream, percentile, server, summary  # noqa: E402
-
-from rag.embeddings import make_embedder  # noqa: E402
-from rag.evaluation import sample  # noqa: E402
-from rag.ingestion import ingest  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.squad import Article, Question, load_articles, write_articles  # noqa: E402
-from rag.stores import make_store  # noqa: E402
-from rag.stores.pgvector import PostgresStore  # noqa: E402
+from bench.report import percentile, summary, table
+from bench.retrieval import K, score
+from bench.scale import synthetic
+from bench.streaming import QUESTIONS, one_stream, server
+from rag.embeddings import make_embedder
+from rag.evaluation import sample
+from rag.ingestion import ingest
+from rag.retrieval import Retriever
+from rag.settings import Settings
+from rag.squad import Article, Question, load_articles, write_articles
+from rag.stores import make_store
+from rag.stores.pgvector import PostgresStore
 
 MODES = ("dense", "bm25", "hybrid")
 CLIENTS = 32
@@ -281,6 +277,10 @@ def run(dataset: Path, quick: bool = False, n_articles: int | None = None) -> di
     return result
 
 
+def ttft(row: dict[str, Any]) -> list[object]:
+    return [row["ttft_ms"]["p50"], row["ttft_ms"]["p99"]]
+
+
 def render(r: dict[str, Any]) -> str:
     s, w = r["stores"], r["workers"]
     lines = [
@@ -293,16 +293,25 @@ def render(r: dict[str, Any]) -> str:
         "SQL over PostgreSQL's full-text parsing for lexical). Latency per query includes "
         "embedding the question.",
         "",
-        "| store | mode | ingest s | recall@1 | recall@5 | recall@10 | MRR@10 | p50 ms | p95 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for store, row in s["rows"].items():
-        for mode, m in row["modes"].items():
-            lines.append(
-                f"| {store} | {mode} | {row['ingest_s']} | {m['recall']['1']:.3f} | "
-                f"{m['recall']['5']:.3f} | {m['recall']['10']:.3f} | {m['mrr_at_10']:.3f} | "
-                f"{m['latency_ms']['p50']} | {m['latency_ms']['p95']} |"
-            )
+    header = ["store", "mode", "ingest s", "recall@1", "recall@5", "recall@10", "MRR@10"]
+    lines += table(
+        [*header, "p50 ms", "p95 ms"],
+        "llrrrrrrr",
+        (
+            [
+                store,
+                mode,
+                row["ingest_s"],
+                *(f"{m['recall'][k]:.3f}" for k in ("1", "5", "10")),
+                f"{m['mrr_at_10']:.3f}",
+                m["latency_ms"]["p50"],
+                m["latency_ms"]["p95"],
+            ]
+            for store, row in s["rows"].items()
+            for mode, m in row["modes"].items()
+        ),
+    )
     lines += [
         "",
         f"**Workers**: `rag serve --workers N` on the pgvector store (MiniLM through ONNX "
@@ -314,15 +323,16 @@ def render(r: dict[str, Any]) -> str:
         "unevenly); the slots regime shows what per-worker limits buy, as more cores or "
         "machines would.",
         "",
-        "| regime | workers | questions | requests/s | first token p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
-    for regime, g in w["regimes"].items():
-        for count, row in g["rows"].items():
-            lines.append(
-                f"| {regime} | {count} | {row['requests']} | {row['requests_per_s']} | "
-                f"{row['ttft_ms']['p50']} | {row['ttft_ms']['p99']} |"
-            )
+    lines += table(
+        ["regime", "workers", "questions", "requests/s", "first token p50 ms", "p99 ms"],
+        "lrrrrr",
+        (
+            [regime, count, row["requests"], row["requests_per_s"], *ttft(row)]
+            for regime, g in w["regimes"].items()
+            for count, row in g["rows"].items()
+        ),
+    )
     lines.append("")
     lines += [
         f"2 workers / 1, {regime}: throughput x{g['throughput_ratio']}, first token p99 "
@@ -337,22 +347,35 @@ def render(r: dict[str, Any]) -> str:
             "(sentence-transformers) or ONNX Runtime (`RAG_EMBEDDING_RUNTIME=onnx`; median of "
             "runs, min-max).",
             "",
-            "| workers x runtime | seconds | min-max |",
-            "|---|---:|---:|",
+            *table(
+                ["workers x runtime", "seconds", "min-max"],
+                "lrr",
+                (
+                    [name, row["median_s"], f"{row['min_s']}-{row['max_s']}"]
+                    for name, row in r["startup"].items()
+                ),
+            ),
         ]
-        for name, row in r["startup"].items():
-            lines.append(f"| {name} | {row['median_s']} | {row['min_s']}-{row['max_s']} |")
     lines += [
         "",
         "**HNSW** (pgvector, m 16, ef_construction 64, ef_search 100, cosine) over random "
         "unit vectors of 384 dimensions; recall@10 against exact search of the same vectors.",
         "",
-        "| vectors | load s | build s | index MB | query p50 ms | p95 ms | recall@10 |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for h in r["hnsw"]:
-        lines.append(
-            f"| {h['size']:,} | {h['load_s']} | {h['build_s']} | {h['index_mb']} | "
-            f"{h['query_ms']['p50']} | {h['query_ms']['p95']} | {h['recall_at_10']} |"
-        )
+    lines += table(
+        ["vectors", "load s", "build s", "index MB", "query p50 ms", "p95 ms", "recall@10"],
+        "rrrrrrr",
+        (
+            [
+                f"{h['size']:,}",
+                h["load_s"],
+                h["build_s"],
+                h["index_mb"],
+                h["query_ms"]["p50"],
+                h["query_ms"]["p95"],
+                h["recall_at_10"],
+            ]
+            for h in r["hnsw"]
+        ),
+    )
     return "\n".join(lines) + "\n"

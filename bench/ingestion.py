@@ -1,4 +1,4 @@
-"""Ingestion benchmark (a section of scripts/bench.py): on the articles of a SQuAD file
+"""Ingestion benchmark (a section of `python -m bench`): on the articles of a SQuAD file
 written out as .md files, our full ingest vs the bare `SentenceTransformer.encode` of the same
 chunk texts (the physical limit) vs a plain LangChain pipeline (RecursiveCharacterTextSplitter +
 HuggingFaceEmbeddings + FAISS.from_documents) vs LlamaIndex (VectorStoreIndex +
@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import ROOT
+from bench.report import spread, table
+
 BATCH_SIZE = 64
 QUICK_ARTICLES = 3
 LANGCHAIN_CHUNK_CHARS, LANGCHAIN_OVERLAP_CHARS = 800, 150  # about our 200/32 tokens
@@ -244,7 +245,8 @@ def run_worker(name: str, corpus: Path) -> dict[str, Any]:
         "TOKENIZERS_PARALLELISM": "false",
     }
     done = subprocess.run(
-        [sys.executable, __file__, name, str(corpus)],
+        [sys.executable, "-m", "bench.ingestion", name, str(corpus)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         env=env,
@@ -305,13 +307,6 @@ def run(dataset: Path, n_articles: int | None, repeats: int) -> dict[str, Any]:
     }
 
 
-def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
-    median = statistics.median(values)
-    if len(values) == 1:
-        return fmt.format(median)
-    return f"{fmt.format(median)} ({fmt.format(min(values))}-{fmt.format(max(values))})"
-
-
 def render(results: dict[str, Any]) -> str:
     runs, ratios, machine = results["runs"], results["ratios"], results["machine"]
     lines = [
@@ -325,9 +320,6 @@ def render(results: dict[str, Any]) -> str:
         f"on the CPU, batch size {results['batch_size']}, model loaded and warmed up before "
         "timing.",
         "",
-        "| pipeline | chunks | tokens | seconds | chunks/s | tokens/s | x bare encode "
-        "| peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     names = {
         "encode": "bare `SentenceTransformer.encode` of our chunk texts (the limit)",
@@ -336,34 +328,57 @@ def render(results: dict[str, Any]) -> str:
         "llamaindex": "LlamaIndex: VectorStoreIndex.from_documents + HuggingFaceEmbedding",
     }
     encode_s = [r["seconds"] for r in runs["encode"]]
+    rows: list[list[object]] = []
     for name, label in names.items():  # "cli" is reported with the re-ingest
         seconds = [r["seconds"] for r in runs[name]]
         per_s = [r["chunks"] / r["seconds"] for r in runs[name]]
         tokens_s = [r["tokens"] / r["seconds"] for r in runs[name]]
         ratio = [s / e for s, e in zip(seconds, encode_s, strict=True)]
-        lines.append(
-            f"| {label} | {runs[name][0]['chunks']} | {runs[name][0]['tokens']} | "
-            f"{_spread(seconds, '{:.1f}')} | {_spread(per_s, '{:.0f}')} | "
-            f"{_spread(tokens_s, '{:.0f}')} | {_spread(ratio)} | "
-            f"{statistics.median(r['peak_rss_mb'] for r in runs[name]):.0f} |"
+        rows.append(
+            [
+                label,
+                runs[name][0]["chunks"],
+                runs[name][0]["tokens"],
+                spread(seconds, "{:.1f}"),
+                spread(per_s, "{:.0f}"),
+                spread(tokens_s, "{:.0f}"),
+                spread(ratio),
+                f"{statistics.median(r['peak_rss_mb'] for r in runs[name]):.0f}",
+            ]
         )
-    ours = runs["ours"]
+    header = ["pipeline", "chunks", "tokens", "seconds", "chunks/s", "tokens/s"]
+    lines += table([*header, "x bare encode", "peak RSS (MB)"], "lrrrrrrr", rows)
+    ours, cli = runs["ours"], runs["cli"]
+
+    def share(key: str) -> str:
+        return f"{spread([100 * r for r in ratios[key]], '{:.1f}')} %"
+
     lines += [
         "",
         "Re-ingesting (ours; the peers have no incremental path and redo the full run):",
         "",
-        "| case | seconds | share of the full ingest |",
-        "|---|---:|---:|",
-        f"| nothing changed | {_spread([o['unchanged_s'] for o in ours], '{:.3f}')} | "
-        f"{_spread([100 * r for r in ratios['unchanged_over_full']], '{:.1f}')} % |",
-        f"| one file changed ({ours[0]['one_changed_embedded']} chunks re-embedded) | "
-        f"{_spread([o['one_changed_s'] for o in ours], '{:.2f}')} | "
-        f"{_spread([100 * r for r in ratios['one_changed_over_full']], '{:.1f}')} % |",
-        f"| as a user runs it: `python -m rag ingest` in a new process, nothing changed | "
-        f"{_spread([c['unchanged_s'] for c in runs['cli']], '{:.2f}')} | "
-        f"{_spread([100 * r for r in ratios['cli_unchanged_over_full']], '{:.1f}')} % of the "
-        f"same command's first run ({_spread([c['seconds'] for c in runs['cli']], '{:.1f}')} s, "
-        "model load included) |",
+        *table(
+            ["case", "seconds", "share of the full ingest"],
+            "lrr",
+            [
+                [
+                    "nothing changed",
+                    spread([o["unchanged_s"] for o in ours], "{:.3f}"),
+                    share("unchanged_over_full"),
+                ],
+                [
+                    f"one file changed ({ours[0]['one_changed_embedded']} chunks re-embedded)",
+                    spread([o["one_changed_s"] for o in ours], "{:.2f}"),
+                    share("one_changed_over_full"),
+                ],
+                [
+                    "as a user runs it: `python -m rag ingest` in a new process, nothing changed",
+                    spread([c["unchanged_s"] for c in cli], "{:.2f}"),
+                    f"{share('cli_unchanged_over_full')} of the same command's first run "
+                    f"({spread([c['seconds'] for c in cli], '{:.1f}')} s, model load included)",
+                ],
+            ],
+        ),
         "",
         "The LangChain pipeline splits by characters (chunk 800, overlap 150, about our 200/32 "
         "tokens), so its chunk count differs; compare chunks/s as well as seconds. LlamaIndex "
@@ -376,5 +391,5 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # a worker: python bench_ingestion.py NAME CORPUS
+if __name__ == "__main__":  # a worker: python ingestion.py NAME CORPUS
     print(json.dumps(WORKERS[sys.argv[1]](Path(sys.argv[2]))))

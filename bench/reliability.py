@@ -32,7 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_streaming import DELAY_MS, QUESTIONS, ROOT, build_index, percentile, server
+
+from bench import ROOT
+from bench.report import percentile, table
+from bench.streaming import DELAY_MS, QUESTIONS, build_index, server
 
 MB = 1 << 20
 JSON = "application/json"
@@ -397,27 +400,34 @@ def render(r: dict[str, Any]) -> str:
         "",
         f"A live `rag serve` in its own process (MiniLM retrieval over `data/`, mock LLM at "
         f"{r['mock_delay_ms']} ms per token; at 0 ms in the soak, to push requests through as "
-        "fast as they go). Produced by `python scripts/bench.py --only "
+        "fast as they go). Produced by `python -m bench --only "
         "reliability`; the test suite checks the same figures on a small index "
         "(`tests/server/test_load.py`).",
         "",
-        "| run | what happened |",
-        "|---|---|",
-        f"| soak: {s['requests']:,} requests, {s['concurrency']} at a time | "
-        f"{s['endings'].get('done', 0):,} ended with `done`, {s['errors']} errors, "
-        f"{s['open_after']} streams open afterwards; {s['requests_per_s']} requests/s; "
-        f"resident memory {s['rss_mb_after_100']} MB after 100 requests, "
-        f"{s['rss_mb_after_all']} MB after all ({s['rss_growth_mb']:+} MB) |",
-        f"| burst: {b['clients']} clients at once, {r['burst_slots']} slots + queue "
-        f"{r['burst_queue']} | {b['completed']} completed, {b['refused']} refused "
-        f"({b['refused_with_retry_after']} with Retry-After, {b['refused_with_message']} with "
-        f"a message), {b['hung']} hung, {b['other']} other; healthy afterwards: "
-        f"{b['healthy_after']} |",
-        f"| disconnects: {d['requests']} requests, clients leaving at random points "
-        f"({', '.join(f'{k} {v}' for k, v in sorted(d['plans'].items()))}) | threads "
-        f"{d['threads_before']} before, {d['threads_after']} after; asyncio tasks "
-        f"{d['tasks_before']} before, {d['tasks_after']} after; {d['open_after']} generations "
-        f"left; the next request ended with `{d['next_request']}` |",
+    ]
+    runs = [
+        [
+            f"soak: {s['requests']:,} requests, {s['concurrency']} at a time",
+            f"{s['endings'].get('done', 0):,} ended with `done`, {s['errors']} errors, "
+            f"{s['open_after']} streams open afterwards; {s['requests_per_s']} requests/s; "
+            f"resident memory {s['rss_mb_after_100']} MB after 100 requests, "
+            f"{s['rss_mb_after_all']} MB after all ({s['rss_growth_mb']:+} MB)",
+        ],
+        [
+            f"burst: {b['clients']} clients at once, {r['burst_slots']} slots + queue "
+            f"{r['burst_queue']}",
+            f"{b['completed']} completed, {b['refused']} refused "
+            f"({b['refused_with_retry_after']} with Retry-After, {b['refused_with_message']} "
+            f"with a message), {b['hung']} hung, {b['other']} other; healthy afterwards: "
+            f"{b['healthy_after']}",
+        ],
+        [
+            f"disconnects: {d['requests']} requests, clients leaving at random points "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(d['plans'].items()))})",
+            f"threads {d['threads_before']} before, {d['threads_after']} after; asyncio tasks "
+            f"{d['tasks_before']} before, {d['tasks_after']} after; {d['open_after']} "
+            f"generations left; the next request ended with `{d['next_request']}`",
+        ],
     ]
     h = r.get("hey", {})
     for number, run_statuses in enumerate(h.get("runs", []), start=1):
@@ -426,26 +436,33 @@ def render(r: dict[str, Any]) -> str:
             for code, v in run_statuses.items()
         )
         when = "first after start-up" if number == 1 else f"run {number}"
-        lines.append(f"| the burst driven by `hey`, {when} (response times) | {statuses} |")
+        runs.append([f"the burst driven by `hey`, {when} (response times)", statuses])
+    if h and "command" not in h:
+        runs.append(["the burst driven by `hey`", f"not run: {h['error']}"])
+    lines += table(["run", "what happened"], "ll", runs)
     if "command" in h:
         lines += ["", f"The `hey` command: `{h['command']}`."]
-    elif h:
-        lines.append(f"| the burst driven by `hey` | not run: {h['error']} |")
     if "faults" in r:
         lines += [
             "",
             "Faults, one question each against a server whose backend misbehaves (how the SSE "
             "stream ended, after how long, and whether the generation slot was free afterwards):",
             "",
-            "| fault | events | ended after | slot free | message |",
-            "|---|---|---:|---|---|",
+            *table(
+                ["fault", "events", "ended after", "slot free", "message"],
+                "llrll",
+                (
+                    [
+                        name,
+                        ", ".join(f"{k} {v}" for k, v in f["events"].items()),
+                        f"{f['ms']:,.0f} ms",
+                        f["slots_free_after"],
+                        f["message"],
+                    ]
+                    for name, f in r["faults"].items()
+                ),
+            ),
         ]
-        for name, f in r["faults"].items():
-            events = ", ".join(f"{k} {v}" for k, v in f["events"].items())
-            lines.append(
-                f"| {name} | {events} | {f['ms']:,.0f} ms | {f['slots_free_after']} | "
-                f"{f['message']} |"
-            )
     lines += [
         "",
         "Checked by the test suite, without a figure here: `kill -9` during an ingest at 10 "
@@ -464,12 +481,13 @@ def render(r: dict[str, Any]) -> str:
             f"Hostile bodies to `/v1/ask` (each once, then all {x['rounds']} more times: "
             f"resident memory {x['rss_growth_mb']:+} MB; ready afterwards: {x['ready_after']}):",
             "",
-            "| body | status | as expected | time | message |",
-            "|---|---:|---|---:|---|",
+            *table(
+                ["body", "status", "as expected", "time", "message"],
+                "lrlrl",
+                (
+                    [c["name"], c["status"], c["as_expected"], f"{c['ms']} ms", c["message"]]
+                    for c in x["cases"]
+                ),
+            ),
         ]
-        for c in x["cases"]:
-            lines.append(
-                f"| {c['name']} | {c['status']} | {c['as_expected']} | {c['ms']} ms | "
-                f"{c['message']} |"
-            )
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Benchmarks, reported as ratios to a reference measured in the same run (machines are noisy).
 
-    python scripts/bench.py [--quick] [--only SECTION] [--out DIR] [--render-only]
+    python -m bench [--quick] [--only SECTION] [--out DIR] [--render-only]
 
 Sections: `ingestion` (ours vs the bare encoder vs a plain LangChain pipeline and LlamaIndex,
 and re-ingest), `retrieval` (recall@k, MRR@10 and latency: our three modes vs LangChain's and
@@ -20,24 +20,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from bench import (
+    ROOT,
+    builds,
+    generation,
+    ingestion,
+    plots,
+    postgres,
+    reliability,
+    retrieval,
+    scale,
+    streaming,
+)
 
-import bench_builds  # noqa: E402
-import bench_generation  # noqa: E402
-import bench_ingestion  # noqa: E402
-import bench_plots  # noqa: E402
-import bench_postgres  # noqa: E402
-import bench_reliability  # noqa: E402
-import bench_retrieval  # noqa: E402
-import bench_scale  # noqa: E402
-import bench_streaming  # noqa: E402
-
-ROOT = HERE.parent
 DEFAULT_DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
 SECTIONS = (
     "ingestion",
@@ -96,34 +94,34 @@ def main() -> None:
         json.loads(stored.read_text()) if stored.is_file() and args.only else {}
     )
     if "ingestion" in wanted:
-        results["ingestion"] = bench_ingestion.run(
+        results["ingestion"] = ingestion.run(
             args.dataset,
-            bench_ingestion.QUICK_ARTICLES if args.quick else None,
+            ingestion.QUICK_ARTICLES if args.quick else None,
             args.repeats or (1 if args.quick else 3),
         )
     if "retrieval" in wanted:
-        results["retrieval"] = bench_retrieval.run(
-            args.dataset, bench_ingestion.QUICK_ARTICLES if args.quick else None
+        results["retrieval"] = retrieval.run(
+            args.dataset, ingestion.QUICK_ARTICLES if args.quick else None
         )
     if "scale" in wanted:
         from rag.squad import load_articles
 
         questions = [q.text for a in load_articles(args.dataset) for q in a.questions][::20]
         sizes = [10_000] if args.quick else [10_000, 100_000, 1_000_000]
-        results["scale"] = bench_scale.run(sizes, questions)
+        results["scale"] = scale.run(sizes, questions)
     if "streaming" in wanted:
-        results["streaming"] = bench_streaming.run(quick=args.quick)
+        results["streaming"] = streaming.run(quick=args.quick)
     if "generation" in wanted:
-        results["generation"] = bench_generation.run(args.dataset, 4 if args.quick else 40)
+        results["generation"] = generation.run(args.dataset, 4 if args.quick else 40)
     if "builds" in wanted and wheels:
-        results["builds"] = bench_builds.run(wheels, args.dataset, 4 if args.quick else 20)
+        results["builds"] = builds.run(wheels, args.dataset, 4 if args.quick else 20)
     if "reliability" in wanted:
-        results["reliability"] = bench_reliability.run(quick=args.quick)
+        results["reliability"] = reliability.run(quick=args.quick)
     if "postgres" in wanted:
-        results["postgres"] = bench_postgres.run(
+        results["postgres"] = postgres.run(
             args.dataset,
             quick=args.quick,
-            n_articles=bench_ingestion.QUICK_ARTICLES if args.quick else None,
+            n_articles=ingestion.QUICK_ARTICLES if args.quick else None,
         )
     args.out.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(results, indent=1) + "\n")
@@ -132,8 +130,8 @@ def main() -> None:
 
 def write(results: dict[str, Any], out: Path) -> None:
     """RESULTS.md and the plots of `results` into `out`."""
-    plots = bench_plots.draw(results, out)
-    (out / "RESULTS.md").write_text(render(results, plots))
+    drawn = plots.draw(results, out)
+    (out / "RESULTS.md").write_text(render(results, drawn))
     print((out / "RESULTS.md").read_text())
 
 
@@ -141,7 +139,7 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
     parts = [
         "# Benchmark results",
         "",
-        "Written by `python scripts/bench.py`; every figure comes from the run that wrote it.",
+        "Written by `python -m bench`; every figure comes from the run that wrote it.",
         "",
     ]
     plots = plots or []
@@ -151,27 +149,27 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
             parts.append(f"![{caption}]({name})\n")
 
     if "transports" in results.get("streaming", {}):  # the comparison that motivates streaming
-        parts.append(bench_streaming.render_transports(results["streaming"]["transports"]))
+        parts.append(streaming.render_transports(results["streaming"]["transports"]))
         plot("transports.png", "first word and whole answer per transport")
     if "ingestion" in results:
-        parts.append(bench_ingestion.render(results["ingestion"]))
+        parts.append(ingestion.render(results["ingestion"]))
     if "retrieval" in results:
-        parts.append(bench_retrieval.render(results["retrieval"]))
+        parts.append(retrieval.render(results["retrieval"]))
         plot("recall_at_k.png", "recall@k against k")
     if "scale" in results:
-        parts.append(bench_scale.render(results["scale"]))
+        parts.append(scale.render(results["scale"]))
         plot("scale_latency.png", "query latency against corpus size")
     if "streaming" in results:
-        parts.append(bench_streaming.render(results["streaming"]))
+        parts.append(streaming.render(results["streaming"]))
         plot("streaming_gaps.png", "inter-token gap against concurrent clients")
     if "generation" in results:
-        parts.append(bench_generation.render(results["generation"]))
+        parts.append(generation.render(results["generation"]))
     if "builds" in results:
-        parts.append(bench_builds.render(results["builds"]))
+        parts.append(builds.render(results["builds"]))
     if "reliability" in results:
-        parts.append(bench_reliability.render(results["reliability"]))
+        parts.append(reliability.render(results["reliability"]))
     if "postgres" in results:
-        parts.append(bench_postgres.render(results["postgres"]))
+        parts.append(postgres.render(results["postgres"]))
     return "\n".join(parts)
 
 
