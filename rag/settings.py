@@ -1,6 +1,9 @@
 """Settings, parsed once from a mapping (the process environment by default, a dict in tests).
 
 Every field has an environment variable `RAG_<FIELD>`; the CLI overrides some of them with flags.
+The fields are grouped by concern (the index, retrieval, generation, the HTTP service) and kept
+flat, as their variable names are; each numeric field declares its limits once, in its
+`Limit`, which the check here and the HTTP schemas both read.
 """
 
 from __future__ import annotations
@@ -32,6 +35,33 @@ INDEX_SETTINGS = ("chunk_size_tokens", "chunk_overlap_tokens", "index_type")
 
 
 @dataclass(frozen=True)
+class Limit:
+    """The range a numeric setting must lie in (`high` None: no upper bound)."""
+
+    low: int
+    high: int | None = None
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with `value`, or None."""
+        if self.high is not None and not self.low <= value <= self.high:
+            return f"must be between {self.low} and {self.high}, got {value}"
+        if value < self.low:
+            return f"must be at least {self.low}, got {value}"
+        return None
+
+
+def limit(name: str) -> Limit:
+    """The declared limit of the setting `name` (for the HTTP schemas' bounds)."""
+    found: Limit = next(f for f in dataclasses.fields(Settings) if f.name == name).metadata["limit"]
+    return found
+
+
+def _help(text: str, low: int | None = None, high: int | None = None) -> dict[str, Any]:
+    """A field's metadata: its help text and, when given, its limit."""
+    return {"help": text} | ({"limit": Limit(low, high)} if low is not None else {})
+
+
+@dataclass(frozen=True)
 class Settings:
     store: StoreName = field(
         default="faiss",
@@ -58,7 +88,7 @@ class Settings:
         },
     )
     database_pool_size: int = field(
-        default=4, metadata={"help": "connections each process keeps to the database"}
+        default=4, metadata=_help("connections each process keeps to the database", 1)
     )
     embedding_model: str = field(
         default=DEFAULT_MODEL,
@@ -78,9 +108,9 @@ class Settings:
     )
     chunk_size_tokens: int = field(
         default=200,
-        metadata={
-            "help": "chunk length in tokens of the embedding model (MiniLM reads 256 at most)"
-        },
+        metadata=_help(
+            "chunk length in tokens of the embedding model (MiniLM reads 256 at most)", 16
+        ),
     )
     chunk_overlap_tokens: int = field(
         default=32, metadata={"help": "tokens shared by consecutive chunks of one file"}
@@ -89,7 +119,7 @@ class Settings:
         default="flat",
         metadata={"help": "'flat' (exact search) or 'hnsw' (approximate, for large corpora)"},
     )
-    embed_batch_size: int = field(default=64, metadata={"help": "texts per encoder batch"})
+    embed_batch_size: int = field(default=64, metadata=_help("texts per encoder batch", 1))
     # Which of INDEX_SETTINGS were given (a RAG_* variable, a flag, `replace`): only those change
     # an existing index; the others are the index's own (see `for_index`).
     given: frozenset[str] = field(
@@ -99,10 +129,12 @@ class Settings:
     # retrieval for answers
     top_k: int = field(
         default=1,
-        metadata={
-            "help": "sources put in the prompt (the 270M default LLM answers best from one; "
-            "raise it for a bigger model)"
-        },
+        metadata=_help(
+            "sources put in the prompt (the 270M default LLM answers best from one; raise it "
+            "for a bigger model)",
+            1,
+            20,
+        ),
     )
     prompt_sentences: int = field(
         default=3,
@@ -134,7 +166,7 @@ class Settings:
     llm_context_tokens: int = field(default=2048, metadata={"help": "llama.cpp context size"})
     llm_threads: int = field(default=0, metadata={"help": "llama.cpp threads (0: all cores)"})
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature"})
-    max_tokens: int = field(default=48, metadata={"help": "longest answer, in LLM tokens"})
+    max_tokens: int = field(default=48, metadata=_help("longest answer, in LLM tokens", 1))
     mock_token_delay_ms: int = field(default=20, metadata={"help": "mock LLM: pause per token"})
     mock_fail_after: int = field(
         default=-1, metadata={"help": "mock LLM: raise after this many tokens (-1: never)"}
@@ -148,14 +180,14 @@ class Settings:
 
     # the HTTP service
     host: str = field(default="127.0.0.1", metadata={"help": "address `rag serve` listens on"})
-    port: int = field(default=8000, metadata={"help": "port `rag serve` listens on"})
+    port: int = field(default=8000, metadata=_help("port `rag serve` listens on", 0, 65535))
     max_generations: int = field(
         default=1,
-        metadata={"help": "answers generated at once (llama.cpp on 2 cores: 1)"},
+        metadata=_help("answers generated at once (llama.cpp on 2 cores: 1)", 1),
     )
     max_queue: int = field(
         default=16,
-        metadata={"help": "requests waiting for a generation slot; more get 429 + Retry-After"},
+        metadata=_help("requests waiting for a generation slot; more get 429 + Retry-After", 0),
     )
     api_key: str = field(
         default="",
@@ -174,7 +206,7 @@ class Settings:
         default=1_000_000, metadata={"help": "largest JSON request body accepted"}
     )
     max_question_chars: int = field(
-        default=4_000, metadata={"help": "longest question accepted, in characters"}
+        default=4_000, metadata=_help("longest question accepted, in characters", 1, 100_000)
     )
     log_level: LogLevel = field(
         default="info", metadata={"help": "what `rag serve` logs: " + ", ".join(LOG_LEVELS)}
@@ -188,8 +220,11 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        if self.chunk_size_tokens < 16:
-            raise UsageError(f"chunk size must be at least 16 tokens, got {self.chunk_size_tokens}")
+        for f in dataclasses.fields(self):
+            if "limit" in f.metadata and (
+                problem := f.metadata["limit"].problem(getattr(self, f.name))
+            ):
+                raise UsageError(f"RAG_{f.name.upper()} {problem}")
         if not 0 <= self.chunk_overlap_tokens < self.chunk_size_tokens:
             raise UsageError(
                 f"chunk overlap ({self.chunk_overlap_tokens} tokens) must be at least 0 and "
@@ -207,16 +242,6 @@ class Settings:
                 raise UsageError(
                     f"unknown {label} {value!r}: choose one of {', '.join(get_args(allowed))}"
                 )
-        if not 1 <= self.top_k <= 20:
-            raise UsageError(f"top_k must be between 1 and 20, got {self.top_k}")
-        if self.max_tokens < 1:
-            raise UsageError(f"max_tokens must be positive, got {self.max_tokens}")
-        if self.max_generations < 1:
-            raise UsageError(f"RAG_MAX_GENERATIONS must be at least 1, got {self.max_generations}")
-        if self.max_queue < 0:
-            raise UsageError(f"RAG_MAX_QUEUE must be at least 0, got {self.max_queue}")
-        if not 0 <= self.port <= 65535:
-            raise UsageError(f"port must be between 0 and 65535, got {self.port}")
         if self.store == "pgvector" and not self.database_url:
             raise UsageError(
                 "RAG_STORE=pgvector needs RAG_DATABASE_URL (e.g. postgresql://user:pw@host/db)"
@@ -226,10 +251,6 @@ class Settings:
                 f"database schema {self.database_schema!r} is not a plain lower-case name "
                 "(letters, digits, _)"
             )
-        if self.database_pool_size < 1:
-            raise UsageError(f"database pool size must be positive, got {self.database_pool_size}")
-        if self.embed_batch_size < 1:
-            raise UsageError(f"embed batch size must be positive, got {self.embed_batch_size}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -7,10 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rag.settings import RetrievalMode
+from rag.settings import RetrievalMode, limit
 
-# The HTTP limit on the question; `Settings.max_question_chars` may lower it.
-MAX_QUESTION_CHARS = 100_000
+# The bounds of the settings a request may override (`Settings.max_question_chars` lowers the
+# question's further, per server).
+TOP_K, QUESTION = limit("top_k"), limit("max_question_chars")
 
 
 class AskRequest(BaseModel):
@@ -18,8 +19,8 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    top_k: int | None = Field(default=None, ge=1, le=20)
+    question: str = Field(min_length=1, max_length=QUESTION.high)
+    top_k: int | None = Field(default=None, ge=TOP_K.low, le=TOP_K.high)
     retrieval: RetrievalMode | None = None
     stream: bool = True
 
@@ -74,7 +75,9 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    top_k: int | None = Field(default=None, ge=1, le=20, description="sources to retrieve")
+    top_k: int | None = Field(
+        default=None, ge=TOP_K.low, le=TOP_K.high, description="sources to retrieve"
+    )
     retrieval: RetrievalMode | None = None
 
     def question(self) -> str:
