@@ -52,7 +52,7 @@ class IndexInfo:
 class IngestReport:
     """What one ingest did, for the CLI's summary, `--json` and the upload route."""
 
-    index_dir: str  # where: a folder, or a database URL without its password
+    index: str  # the store's `where`: a folder (`index/`) or a database URL without its password
     version: str | None = None
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)

@@ -2,7 +2,9 @@
 
 RagError                  anything this package reports to a user in one sentence
 ├── UsageError            bad settings or arguments (CLI exit status 2; HTTP 422)
-│   ├── BadUpload         an upload refused for its name, type or size
+│   ├── BadUpload         an upload refused for its name or type
+│   │   ├── UploadTooLarge    over RAG_MAX_UPLOAD_BYTES (HTTP 413)
+│   │   └── UploadConflict    an earlier upload's name without replace, or not an upload (409)
 │   └── QuestionTooLong   longer than RAG_MAX_QUESTION_CHARS
 ├── DocumentError         one file cannot be ingested; carries the reason
 ├── DependencyMissing     an optional backend's package is not installed
@@ -71,6 +73,15 @@ class StoreUnavailable(IndexError_):
 
 class BadUpload(UsageError):
     """An upload refused for its name, type or size; the message says which."""
+
+
+class UploadTooLarge(BadUpload):
+    """A file larger than `Settings.max_upload_bytes` (answered 413)."""
+
+
+class UploadConflict(BadUpload):
+    """A name uploaded before, sent without `replace`; or a delete of a document that was not
+    uploaded (answered 409)."""
 
 
 class QuestionTooLong(UsageError):

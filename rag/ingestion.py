@@ -65,7 +65,7 @@ def ingest(
         store = make_store(settings)
     started = time.perf_counter()
     make_chunker(settings, embedder)  # a bad chunk size is refused before anything is read
-    report = IngestReport(index_dir=store.where.rstrip("/"))  # a folder: as given
+    report = IngestReport(index=store.where)
     with store.writing() as writer:
         previous, settings = _previous(writer, settings, embedder, report)
         old_files = previous.files if previous else {}

@@ -89,9 +89,7 @@ def print_report(report: IngestReport) -> None:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     for item in report.ignored:
         print(f"ignored {item.path}: {item.reason}", file=sys.stderr)
-    where = report.index_dir  # a database URL
-    if "://" not in where:
-        where = f"{where.rstrip('/')}/"
+    where = report.index
     if not report.wrote:
         state = "up to date" if report.version else "nothing to index"
         print(

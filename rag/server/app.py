@@ -31,6 +31,8 @@ from rag.errors import (
     IndexError_,
     NotReady,
     RagError,
+    UploadConflict,
+    UploadTooLarge,
     UsageError,
 )
 from rag.llm import LLM, LLMError
@@ -151,6 +153,10 @@ def status_of(err: RagError) -> int:
             return 429
         case NotReady() | IndexError_():
             return 503
+        case UploadTooLarge():
+            return 413
+        case UploadConflict():
+            return 409
         case UsageError() | DocumentError():
             return 422
         case GenerationTimeout():

@@ -12,21 +12,30 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from rag.answer import Answerer, Done, Prepared, Token
 from rag.corpus import FileEntry, IngestReport
 from rag.embeddings import Embedder, make_embedder
-from rag.errors import IndexNotFound, NotReady, QuestionTooLong, RagError
+from rag.errors import (
+    BadUpload,
+    IndexNotFound,
+    NotReady,
+    QuestionTooLong,
+    RagError,
+    UploadConflict,
+)
 from rag.ingestion import ingest
 from rag.llm import LLM, make_llm
 from rag.retrieval import Mode, Retriever
 from rag.server.pool import GenerationPool, Ticket
+from rag.server.uploads import Uploaded, earlier_uploads, save
 from rag.settings import Settings
 from rag.stores import make_store
 
@@ -178,6 +187,46 @@ class Service:
     def documents(self) -> dict[str, FileEntry]:
         answerer = self.answerer()
         return dict(answerer.retriever.index.manifest.files)
+
+    def is_upload(self, entry: FileEntry) -> bool:
+        return Path(entry.root).resolve() == self.settings.upload_dir.resolve()
+
+    async def upload(self, files: Sequence[UploadFile], replace: bool) -> Uploaded:
+        """Write `files` into the upload folder and ingest it; a file ingestion refuses is
+        removed again. `UploadConflict` for an earlier upload's name unless `replace`,
+        `BadUpload` when no file could be ingested."""
+        folder = self.settings.upload_dir
+        replaced = earlier_uploads(files, folder, replace)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [await save(f, folder, self.settings.max_upload_bytes) for f in files]
+        report = await run_in_threadpool(self.ingest_uploads)
+        ours = {path.resolve() for path in written}
+        refused = {Path(s.path).name: s.reason for s in report.skipped if Path(s.path) in ours}
+        for path in written:  # a file ingestion could not read must not linger in the folder
+            if path.name in refused:
+                path.unlink(missing_ok=True)
+        if len(refused) == len(written):
+            raise BadUpload(
+                "no file could be ingested: " + "; ".join(f"{n}: {r}" for n, r in refused.items())
+            )
+        prefix = folder.resolve().name
+        return Uploaded(
+            ids=[f"{prefix}/{p.name}" for p in written if p.name not in refused],
+            replaced={f"{prefix}/{name}" for name in replaced},
+            refused=refused,
+            version=report.version,
+        )
+
+    def remove_upload(self, document_id: str, entry: FileEntry) -> IngestReport:
+        """Delete an uploaded document's file and drop it from the index (blocking);
+        `UploadConflict` for a document ingested from elsewhere."""
+        if not self.is_upload(entry):
+            raise UploadConflict(
+                f"{document_id} was not uploaded: documents ingested from folders are managed "
+                "with `rag ingest`"
+            )
+        Path(entry.path).unlink(missing_ok=True)
+        return self.ingest_uploads()
 
     def ingest_uploads(self) -> IngestReport:
         """Bring the index up to date with the upload folder (files gone from it are dropped
