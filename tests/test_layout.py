@@ -81,3 +81,19 @@ def test_no_sys_path_edits() -> None:
 def test_the_cycle_finder_finds_one() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_modules_and_functions_read_in_one_sitting() -> None:
+    """No module of `rag/` over 350 lines, no function over 60."""
+    long = []
+    for path in (ROOT / "rag").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        name = str(path.relative_to(ROOT))
+        if text.count("\n") > 350:
+            long.append(f"{name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 60:
+                    long.append(f"{name}:{node.lineno} {node.name}: {length} lines")
+    assert long == []

@@ -114,28 +114,7 @@ class GenerationPool:
         self._running += 1
         started = time.perf_counter()
 
-        def put(item: object) -> None:
-            try:
-                loop.call_soon_threadsafe(items.put_nowait, item)
-            except RuntimeError:  # the loop has closed (shutdown): nobody is listening
-                gone.set()
-                cancel.set()
-
-        def work() -> None:
-            iterator = produce(cancel)
-            try:
-                for item in iterator:
-                    if gone.is_set():  # nobody reads on: stop (a set `cancel` alone still
-                        break  # lets the producer finish, e.g. with its last event)
-                    put(item)
-            except BaseException as err:  # relayed to the consumer, which decides
-                put(_Failure(err))
-            else:
-                put(_END)
-            finally:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    close()
+        put = _sender(loop, items, gone, cancel)
 
         def finished(_: object) -> None:
             self._running -= 1
@@ -143,7 +122,7 @@ class GenerationPool:
             self._semaphore.release()
             ticket.release()
 
-        future = loop.run_in_executor(self._executor, work)
+        future = loop.run_in_executor(self._executor, _pump, produce, cancel, gone, put)
         future.add_done_callback(finished)
         deadline = loop.time() + self.timeout_s
         try:
@@ -165,3 +144,46 @@ class GenerationPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _sender(
+    loop: asyncio.AbstractEventLoop,
+    items: asyncio.Queue[object],
+    gone: threading.Event,
+    cancel: threading.Event,
+) -> Callable[[object], None]:
+    """How the worker thread hands an item to the consumer's event loop; once the loop has
+    closed (shutdown), nobody listens: the producer is told to stop."""
+
+    def put(item: object) -> None:
+        try:
+            loop.call_soon_threadsafe(items.put_nowait, item)
+        except RuntimeError:
+            gone.set()
+            cancel.set()
+
+    return put
+
+
+def _pump(
+    produce: Callable[[threading.Event], Iterator[object]],
+    cancel: threading.Event,
+    gone: threading.Event,
+    put: Callable[[object], None],
+) -> None:
+    """The worker thread's side of `stream`: each item of `produce(cancel)`, then `_END` or the
+    failure; the producer is closed whatever happens."""
+    iterator = produce(cancel)
+    try:
+        for item in iterator:
+            if gone.is_set():  # nobody reads on: stop (a set `cancel` alone still
+                break  # lets the producer finish, e.g. with its last event)
+            put(item)
+    except BaseException as err:  # relayed to the consumer, which decides
+        put(_Failure(err))
+    else:
+        put(_END)
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
