@@ -56,10 +56,11 @@ def is_hit(hit: Hit, article: Article, question: Question) -> bool:
 
 @dataclass
 class RetrievalScores:
-    n_questions: int = 0
     hits_at: dict[int, int] = field(default_factory=lambda: dict.fromkeys(RECALL_KS, 0))
+    n_questions: int = 0
     reciprocal_ranks: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    by_kind: dict[str, RetrievalScores] = field(default_factory=dict)  # "followup", "switch"
 
     def add(self, first_hit_rank: int | None, latency_ms: float) -> None:
         self.n_questions += 1
@@ -88,20 +89,24 @@ class RetrievalScores:
 
 def evaluate_retrieval(
     articles: Sequence[Article],
-    search: Callable[[str, int], list[Hit]],
+    search: Callable[[Question, int], list[Hit]],
     *,
     k: int = 5,
     limit: int | None = None,
 ) -> RetrievalScores:
     """Ask every question (or `limit` of them, spread over all articles) through `search` and
-    score where the gold span lands."""
-    scores = RetrievalScores(hits_at=dict.fromkeys(sorted({*RECALL_KS, k}), 0))
+    score where the gold span lands; conversational questions are scored by kind as well."""
+    ks = sorted({*RECALL_KS, k})
+    scores = RetrievalScores(hits_at=dict.fromkeys(ks, 0))
     for article, question in sample(articles, limit):
         started = time.perf_counter()
-        hits = search(question.text, max(k, 10))
+        hits = search(question, max(k, 10))
         latency_ms = 1000 * (time.perf_counter() - started)
         first = next((h.rank for h in hits if is_hit(h, article, question)), None)
         scores.add(first, latency_ms)
+        if question.kind is not None:
+            kind = scores.by_kind.setdefault(question.kind, RetrievalScores(dict.fromkeys(ks, 0)))
+            kind.add(first, latency_ms)
     return scores
 
 

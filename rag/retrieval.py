@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag.chunks import Chunk
-from rag.corpus import CandidateQuery, Corpus
+from rag.corpus import CandidateQuery, Candidates, Corpus
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatch, UsageError
 from rag.settings import RetrievalMode
@@ -28,6 +28,7 @@ from rag.settings import RetrievalMode
 Mode = RetrievalMode
 MODES: tuple[str, ...] = get_args(Mode)
 DENSE_WEIGHT = 0.3
+CONTEXT_WEIGHT = 0.5  # a follow-up's ranking with the conversation before it, against its own
 MAX_TOP_K = 100
 
 
@@ -63,6 +64,7 @@ class Retriever:
         embedder: Embedder,
         *,
         dense_weight: float = DENSE_WEIGHT,
+        context_weight: float = CONTEXT_WEIGHT,
     ) -> None:
         manifest = index.manifest
         if (manifest.embedding_model, manifest.dimension) != (embedder.name, embedder.dimension):
@@ -74,6 +76,7 @@ class Retriever:
         self.index = index
         self._embedder = embedder
         self._dense_weight = dense_weight
+        self.context_weight = context_weight
 
     def search(
         self,
@@ -83,10 +86,13 @@ class Retriever:
         mode: Mode = "hybrid",
         min_score: float | None = None,
         mmr_lambda: float | None = None,
+        context: str = "",
     ) -> list[Hit]:
         """The `k` best chunks. `min_score` drops hits below it, compared with the cosine in
         dense and hybrid modes and with the BM25 score in bm25 mode. `mmr_lambda` in [0, 1]
-        re-ranks for diversity (1 = pure relevance)."""
+        re-ranks for diversity (1 = pure relevance). `context` (a conversation's earlier
+        questions, `rag.conversation.search_context`) is searched before the query as a second
+        ranking, fused with the query's own: `context_weight` of it, each scaled by its best."""
         if not query.strip():
             raise UsageError("the question is empty")
         if not 1 <= k <= MAX_TOP_K:
@@ -96,20 +102,18 @@ class Retriever:
         if mmr_lambda is not None and not 0.0 <= mmr_lambda <= 1.0:
             raise UsageError(f"mmr_lambda must be between 0 and 1, got {mmr_lambda}")
         pool = max(50, 4 * k)  # candidates from each side before fusion / MMR
-        vector = None
+        texts = [query, f"{context.strip()} {query}"] if context.strip() else [query]
+        vectors: list[NDArray[np.float32] | None] = [None] * len(texts)
         if mode != "bm25" or mmr_lambda is not None:
-            vector = self._embedder.embed([query])[0]
-        found = self.index.candidates(
-            CandidateQuery(
-                query,
-                vector,
-                pool,
-                dense=mode != "bm25",
-                lexical=mode != "dense",
-                with_vectors=mmr_lambda is not None,
-            )
-        )
-        ranked = self._rank(mode, found.dense, found.lexical)
+            vectors = list(self._embedder.embed(texts))  # one batch: the context costs little
+        vector = vectors[0]
+        rankings = [
+            self._candidates(text, v, mode, pool, mmr_lambda is not None)
+            for text, v in zip(texts, vectors, strict=True)
+        ]
+        found, ranked = rankings[0]
+        if len(rankings) > 1:
+            found, ranked = _fuse_rankings(rankings, self.context_weight)
         if min_score is not None:
             own = found.lexical if mode == "bm25" else found.cosine
             ranked = [(key, s) for key, s in ranked if own.get(key, -1e9) >= min_score]
@@ -119,6 +123,26 @@ class Retriever:
             Hit(rank, score, found.chunks[key], found.cosine.get(key), found.lexical.get(key))
             for rank, (key, score) in enumerate(ranked[:k], start=1)
         ]
+
+    def _candidates(
+        self,
+        text: str,
+        vector: NDArray[np.float32] | None,
+        mode: Mode,
+        pool: int,
+        with_vectors: bool,
+    ) -> tuple[Candidates, list[tuple[int, float]]]:
+        """One query's candidates from the store, and their ranking in `mode`."""
+        query = CandidateQuery(
+            text,
+            vector,
+            pool,
+            dense=mode != "bm25",
+            lexical=mode != "dense",
+            with_vectors=with_vectors,
+        )
+        found = self.index.candidates(query)
+        return found, self._rank(mode, found.dense, found.lexical)
 
     def _rank(
         self, mode: Mode, dense: dict[int, float], lexical: dict[int, float]
@@ -164,3 +188,23 @@ class Retriever:
             gains = lam * relevance[left] - (1 - lam) * redundancy
             chosen.append(left.pop(int(np.argmax(gains))))
         return [ranked[i] for i in chosen]
+
+
+def _fuse_rankings(
+    rankings: list[tuple[Candidates, list[tuple[int, float]]]], context_weight: float
+) -> tuple[Candidates, list[tuple[int, float]]]:
+    """The query's ranking and the query-with-context's as one: each scaled by its best score,
+    weighted (the second by `context_weight`) and summed; a chunk one of them did not return
+    counts as its 0. The candidates are merged, each keeping its better cosine and BM25 score."""
+    merged = Candidates()
+    fused: dict[int, float] = {}
+    for (found, ranked), weight in zip(rankings, [1 - context_weight, context_weight], strict=True):
+        top = max((score for _, score in ranked), default=0.0) or 1.0
+        for key, score in ranked:
+            fused[key] = fused.get(key, 0.0) + weight * score / top
+        merged.chunks.update(found.chunks)
+        merged.vectors.update(found.vectors)
+        for mine, theirs in ((merged.cosine, found.cosine), (merged.lexical, found.lexical)):
+            for key, value in theirs.items():
+                mine[key] = max(value, mine.get(key, value))
+    return merged, sorted(fused.items(), key=lambda rs: -rs[1])

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.conversation import Message
+
 
 @dataclass(frozen=True)
 class Question:
@@ -17,6 +19,10 @@ class Question:
     answers: tuple[str, ...]
     spans: tuple[tuple[int, int], ...]  # character ranges in the article text
     paragraph: tuple[int, int]  # the gold paragraph's character range in the article text
+    # a conversational question (squad-dev-a-followups.json): "followup" or "switch", and the
+    # chat messages before it
+    kind: str | None = None
+    history: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,11 @@ def _article(raw: dict[str, object]) -> Article:
                 for a in qa["answers"]
             )
             paragraph_range = (offset, offset + len(context))
-            questions.append(Question(qa["id"], qa["question"], answers, spans, paragraph_range))
+            history = tuple(Message.from_json(m) for m in qa.get("history", ()))
+            question = Question(
+                qa["id"], qa["question"], answers, spans, paragraph_range, qa.get("kind"), history
+            )
+            questions.append(question)
         parts.append(context)
         offset += len(context) + 2
     return Article(slug, title, "\n\n".join(parts), tuple(questions))

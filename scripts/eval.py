@@ -1,11 +1,13 @@
 """Evaluate retrieval (and answers) on a SQuAD-format file with the project's own ingestion.
 
     python scripts/eval.py --dataset FILE.json [--k 5] [--retrieval hybrid] [--limit N] [--json]
-                           [--store faiss|pgvector]
+                           [--store faiss|pgvector] [--no-history]
 
 Builds an index from the file (one .md document per article; `--index DIR` keeps it for the next
 run, which then re-embeds nothing), asks every question, and reports recall@1/5/10/k and MRR@10.
 A hit is a retrieved chunk of the right article whose character range covers a gold answer span.
+A question with a `history` (squad-dev-a-followups.json) is searched with its conversation
+(`--no-history`: by its last message alone), and the figures are also given per `kind`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from rag.answer import Answerer
 from rag.chunks import Chunk
+from rag.conversation import search_context
 from rag.embeddings import make_embedder
 from rag.errors import RagError
 from rag.evaluation import (
@@ -69,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         help="what the LLM reads: retrieved sources (default) or the gold paragraph alone, "
         "the reference that shows what retrieval costs the answers",
     )
+    parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="search a conversational question (one with a `history`, as in "
+        "squad-dev-a-followups.json) by its last message alone: the baseline",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if not args.dataset.is_file():
@@ -88,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             + f", MRR@10 {result['mrr_at_10']:.3f}; latency p50 {result['latency_ms']['p50']:.1f}"
             f" ms, p95 {result['latency_ms']['p95']:.1f} ms"
         )
+        for kind, part in result.get("by_kind", {}).items():
+            print(
+                f"  {kind}: {part['n_questions']} questions, "
+                + ", ".join(f"recall@{k} {v:.3f}" for k, v in part["recall"].items())
+                + f", MRR@10 {part['mrr_at_10']:.3f}"
+            )
         if "f1" in result:
             print(
                 f"answers ({result['llm']}, {result['context']} context, "
@@ -132,10 +147,19 @@ def evaluate(
     settings = settings.replace(retrieval=args.retrieval)
     retriever.search("warm up", 1, mode=args.retrieval)
 
-    def search(question: str, k: int) -> list[Any]:
-        return retriever.search(question, k, mode=args.retrieval)
+    def search(question: Question, k: int) -> list[Hit]:
+        context = "" if args.no_history else search_context(question.history)
+        return retriever.search(question.text, k, mode=args.retrieval, context=context)
 
     scores = evaluate_retrieval(articles, search, k=args.k, limit=args.limit)
+    by_kind = {
+        kind: {
+            "n_questions": part.n_questions,
+            "recall": {str(k): part.recall(k) for k in sorted({*RECALL_KS, args.k})},
+            "mrr_at_10": part.mrr_at_10,
+        }
+        for kind, part in sorted(scores.by_kind.items())
+    }
     answers = {} if args.llm == "none" else evaluate_answers(articles, retriever, settings, args)
     return {
         **answers,
@@ -148,6 +172,7 @@ def evaluate(
         "recall": {str(k): scores.recall(k) for k in sorted({*RECALL_KS, args.k})},
         "mrr_at_10": scores.mrr_at_10,
         "latency_ms": {"p50": scores.latency_ms(0.5), "p95": scores.latency_ms(0.95)},
+        **({"by_kind": by_kind, "history": not args.no_history} if by_kind else {}),
     }
 
 

@@ -71,9 +71,9 @@ def test_gold_spans_are_placed_in_the_article_text(tmp_path: Path) -> None:
     assert is_hit(Hit(1, 1.0, whole), article, q1)
 
 
-def run_eval(tmp_path: Path, *args: str) -> dict[str, Any]:
+def run_eval(tmp_path: Path, *args: str, dataset: dict[str, Any] | None = None) -> dict[str, Any]:
     path = tmp_path / "s.json"
-    path.write_text(json.dumps(SQUAD))
+    path.write_text(json.dumps(SQUAD if dataset is None else dataset))
     done = subprocess.run(
         [
             sys.executable,

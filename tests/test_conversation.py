@@ -1,0 +1,113 @@
+"""A follow-up is searched with the conversation before it: the question alone names nothing,
+the earlier user turns say what it is about; a conversation that moved elsewhere does not pull
+the question away from its own subject."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.conversation import Message, search_context
+from rag.corpus import Candidates
+from rag.embeddings import HashingEmbedder
+from rag.ingestion import ingest
+from rag.retrieval import Retriever, _fuse_rankings
+from rag.settings import Settings
+from rag.stores import make_store
+from tests.conftest import write_corpus
+from tests.test_evaluation import SQUAD, run_eval
+
+DOCS = {
+    "bowl.md": "# Super Bowl 50\n\nSuper Bowl 50 was played at Levi's Stadium in Santa Clara. "
+    "The Denver Broncos won the game against the Carolina Panthers.",
+    "league.md": "# League\n\nThe league has teams that won trophies in many seasons.",
+    "oxygen.md": "# Oxygen\n\nOxygen is a chemical element with the symbol O and number eight.",
+}
+
+
+@pytest.fixture
+def retriever(tmp_path: Path, settings: Settings) -> Retriever:
+    store = make_store(settings)
+    ingest([write_corpus(tmp_path / "docs", DOCS)], settings, HashingEmbedder(), store=store)
+    return Retriever(store.open(), HashingEmbedder())
+
+
+def top(hits: list) -> str:  # type: ignore[type-arg]
+    return str(hits[0].chunk.source).rsplit("/", 1)[-1]
+
+
+def test_the_context_is_the_last_user_turns() -> None:
+    history = [
+        Message("system", "be brief"),
+        Message("user", "first"),
+        Message("assistant", "an answer"),
+        Message("user", " second "),
+        Message("user", ""),
+        Message("user", "third"),
+    ]
+    assert search_context(history) == "second third"
+    assert search_context(history, turns=1) == "third"
+    assert search_context(history, turns=0) == ""
+    assert search_context([]) == ""
+
+
+def test_a_follow_up_finds_what_the_conversation_is_about(retriever: Retriever) -> None:
+    question = "Who won it?"
+    assert top(retriever.search(question, 3)) == "league.md"  # alone it matches the league
+    context = search_context([Message("user", "Where was Super Bowl 50 played?")])
+    hits = retriever.search(question, 3, context=context)
+    assert top(hits) == "bowl.md"
+    assert hits[0].score == pytest.approx(1.0) or hits[0].score <= 1.0
+
+
+def test_a_question_that_names_its_subject_keeps_it_after_a_switch(
+    retriever: Retriever,
+) -> None:
+    question = "What is the symbol of the element oxygen?"
+    context = search_context([Message("user", "Who won Super Bowl 50 in Santa Clara?")])
+    assert top(retriever.search(question, 3, context=context)) == "oxygen.md"
+
+
+def test_no_context_is_the_plain_search(retriever: Retriever) -> None:
+    plain = retriever.search("Who won Super Bowl 50?", 3)
+    assert retriever.search("Who won Super Bowl 50?", 3, context="  ") == plain
+
+
+def test_the_two_rankings_are_scaled_by_their_best_and_weighted() -> None:
+    alone = Candidates(cosine={1: 0.2, 2: 0.5}, lexical={1: 4.0})
+    expanded = Candidates(cosine={2: 0.7, 3: 0.6}, lexical={3: 2.0})
+    merged, ranked = _fuse_rankings(
+        [(alone, [(1, 0.8), (2, 0.4)]), (expanded, [(3, 0.5), (2, 0.25)])], context_weight=0.3
+    )
+    # alone scaled by 0.8: 1 -> 1.0, 2 -> 0.5; expanded by 0.5: 3 -> 1.0, 2 -> 0.5
+    expected = {1: 0.7 * 1.0, 2: 0.7 * 0.5 + 0.3 * 0.5, 3: 0.3 * 1.0}
+    assert dict(ranked) == pytest.approx(expected)
+    assert [key for key, _ in ranked] == [1, 2, 3]
+    assert merged.cosine == {1: 0.2, 2: 0.7, 3: 0.6}  # each chunk's better cosine
+    assert merged.lexical == {1: 4.0, 3: 2.0}
+
+
+def test_eval_reads_the_history_and_reports_each_kind(tmp_path: Path) -> None:
+    data = json.loads(json.dumps(SQUAD))
+    (first,) = data["data"][0]["paragraphs"][0]["qas"]
+    followup = {
+        **first,
+        "id": "f1-followup",
+        "kind": "followup",
+        "question": "Who won it?",
+        "history": [{"role": "user", "content": "Who played the game?"}],
+    }
+    switch = {**first, "id": "f1-switch", "kind": "switch", "history": []}
+    data["data"][0]["paragraphs"][0]["qas"] = [followup, switch]
+    result = run_eval(tmp_path, dataset=data)
+    assert result["history"] is True
+    assert set(result["by_kind"]) == {"followup", "switch"}
+    for part in result["by_kind"].values():
+        assert part["n_questions"] == 1
+        assert set(part["recall"]) >= {"1", "5", "10"} and "mrr_at_10" in part
+    baseline = run_eval(tmp_path, "--no-history", dataset=data)
+    assert baseline["history"] is False
+    plain = run_eval(tmp_path)
+    assert "by_kind" not in plain  # a file without conversations reports as before
