@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rag.conversation import Message, recent_turns, search_context
 from rag.llm import LLM
 from rag.prompt import Prompt, build_prompt, cite
 from rag.retrieval import Hit, Mode, Retriever
@@ -58,12 +59,14 @@ class Done:
     ttft_ms: float | None  # None when no token was produced
     total_ms: float
     cancelled: bool = False  # the consumer stopped the generation before its end
+    history_turns: int = 0  # earlier questions of the conversation the prompt held
 
     def to_json(self) -> dict[str, Any]:
         return {
             "usage": {
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
+                "history_turns": self.history_turns,
             },
             "timings": {
                 "retrieval_ms": round(self.retrieval_ms, 2),
@@ -83,6 +86,7 @@ class Done:
             ttft_ms=timings["ttft_ms"],
             total_ms=timings["total_ms"],
             cancelled=data.get("cancelled", False),
+            history_turns=usage.get("history_turns", 0),
         )
 
 
@@ -153,9 +157,12 @@ class Answerer:
         *,
         top_k: int | None = None,
         retrieval: Mode | None = None,
+        history: Sequence[Message] = (),
     ) -> Prepared:
-        """Retrieval and the prompt: everything before the LLM. Errors (a bad argument, an
-        unusable index) are raised here, before any event."""
+        """Retrieval and the prompt: everything before the LLM. `history` is the conversation
+        before the question (chat messages): retrieval reads its last questions, the prompt
+        holds its last `Settings.history_turns` turns. Errors (a bad argument, an unusable
+        index) are raised here, before any event."""
         started = time.perf_counter()
         mode = retrieval or self.settings.retrieval
         hits = self.retriever.search(
@@ -163,10 +170,16 @@ class Answerer:
             top_k or self.settings.top_k,
             mode=mode,
             min_score=None if mode == "bm25" else self.settings.min_score,
+            context=search_context(history),
         )
         budget = self.llm.context_tokens - self.settings.max_tokens - ANSWER_MARGIN_TOKENS
         prompt = build_prompt(
-            question, hits, self.llm.count_tokens, budget, self.settings.prompt_sentences
+            question,
+            hits,
+            self.llm.count_tokens,
+            budget,
+            self.settings.prompt_sentences,
+            history=recent_turns(history, self.settings.history_turns),
         )
         return Prepared(prompt, started, 1000 * (time.perf_counter() - started))
 
@@ -205,6 +218,7 @@ class Answerer:
             ttft_ms=ttft_ms,
             total_ms=1000 * (time.perf_counter() - started),
             cancelled=cancel is not None and cancel.is_set(),
+            history_turns=prompt.turns,
         )
 
     def stream(
@@ -214,9 +228,10 @@ class Answerer:
         top_k: int | None = None,
         retrieval: Mode | None = None,
         cancel: threading.Event | None = None,
+        history: Sequence[Message] = (),
     ) -> Iterator[Event]:
         """Events for one question. Validation errors are raised before the first event."""
-        prepared = self.prepare(question, top_k=top_k, retrieval=retrieval)
+        prepared = self.prepare(question, top_k=top_k, retrieval=retrieval, history=history)
         yield prepared.sources
         yield from self.generate(prepared, cancel)
 

@@ -34,3 +34,13 @@ def search_context(history: Sequence[Message], turns: int = 2) -> str:
     nothing)."""
     said = [m.content.strip() for m in history if m.role == "user" and m.content.strip()]
     return " ".join(said[-turns:]) if turns > 0 else ""
+
+
+def recent_turns(history: Sequence[Message], turns: int) -> list[Message]:
+    """The messages of the last `turns` questions (each question with the answers after it);
+    system messages are not turns and are left out."""
+    starts = [i for i, m in enumerate(history) if m.role == "user"]
+    if turns <= 0 or not starts:
+        return []
+    first = starts[-turns] if turns < len(starts) else starts[0]
+    return [m for m in history[first:] if m.role in ("user", "assistant")]

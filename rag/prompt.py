@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from rag.conversation import Message
 from rag.errors import UsageError
 from rag.retrieval import Hit
 from rag.sentences import WORD, SentenceScorer
@@ -47,10 +48,16 @@ STOP = ["\n", "Question:", "Sources:"]
 
 @dataclass(frozen=True)
 class Prompt:
-    text: str  # the full completion prompt: instructions, examples, sources, question
+    text: str  # the full completion prompt: instructions, examples, conversation, sources, question
     question: str
     sources: tuple[Hit, ...]  # in citation order: sources[0] is [1]
     context: str  # sources and question alone, for chat models (with INSTRUCTIONS as system)
+    history: tuple[Message, ...] = ()  # the earlier turns the prompt holds (chat models: as is)
+
+    @property
+    def turns(self) -> int:
+        """Earlier questions the prompt holds."""
+        return sum(1 for m in self.history if m.role == "user")
 
 
 def render_sources(hits: Sequence[Hit]) -> str:
@@ -68,10 +75,13 @@ def build_prompt(
     count_tokens: Callable[[str], int],
     budget_tokens: int,
     sentences_per_source: int = 0,
+    history: Sequence[Message] = (),
 ) -> Prompt:
     """The prompt with as many of `hits` (best first) as fit in `budget_tokens`; a single source
     that is too long on its own is shortened. With `sentences_per_source`, each source is cut to
-    its sentences that best match the question (the returned sources keep their full text)."""
+    its sentences that best match the question (the returned sources keep their full text).
+    `history` (the conversation's earlier user and assistant messages) goes before the sources
+    as a transcript; its oldest turns are left out first when the prompt does not fit."""
     question = " ".join(question.split())
     shown = list(hits)  # what the model reads of each hit, in the same order
     if sentences_per_source > 0:
@@ -80,11 +90,15 @@ def build_prompt(
             _with_text(hit, scorer.focus(question, hit.chunk.text, sentences_per_source))
             for hit in hits
         ]
+    turns = _turns(history)
+    while turns and count_tokens(_text(question, shown[:1], turns)) > budget_tokens:
+        turns = turns[1:]
+    kept_history = tuple(m for turn in turns for m in turn)
     kept = len(hits)
-    while kept > 1 and count_tokens(_text(question, shown[:kept])) > budget_tokens:
+    while kept > 1 and count_tokens(_text(question, shown[:kept], turns)) > budget_tokens:
         kept -= 1
     visible = shown[:kept]
-    while visible and count_tokens(_text(question, visible)) > budget_tokens:
+    while visible and count_tokens(_text(question, visible, turns)) > budget_tokens:
         words = visible[0].chunk.text.split()
         if len(words) <= 1:
             kept, visible = 0, []
@@ -97,10 +111,11 @@ def build_prompt(
             f"take {count_tokens(_text(question, []))}); shorten the question"
         )
     return Prompt(
-        text=_text(question, visible),
+        text=_text(question, visible, turns),
         question=question,
         sources=tuple(hits[:kept]),
         context=_context(question, visible),
+        history=kept_history,
     )
 
 
@@ -115,8 +130,33 @@ def _context(question: str, hits: Sequence[Hit]) -> str:
     return f"Sources:\n{render_sources(hits)}\nQuestion: {question}\nAnswer:"
 
 
-def _text(question: str, hits: Sequence[Hit]) -> str:
-    return f"{INSTRUCTIONS}\n\n{EXAMPLES}\n{_context(question, hits)}"
+def _text(question: str, hits: Sequence[Hit], turns: Sequence[Turn] = ()) -> str:
+    return f"{INSTRUCTIONS}\n\n{EXAMPLES}\n{_transcript(turns)}{_context(question, hits)}"
+
+
+Turn = tuple[Message, ...]  # a user message and the answers after it
+
+
+def _turns(history: Sequence[Message]) -> list[Turn]:
+    """The user and assistant messages of `history`, grouped by question (system messages and
+    anything before the first question are left out)."""
+    turns: list[list[Message]] = []
+    for m in history:
+        if m.role == "user":
+            turns.append([m])
+        elif m.role == "assistant" and turns:
+            turns[-1].append(m)
+    return [tuple(turn) for turn in turns]
+
+
+def _transcript(turns: Sequence[Turn]) -> str:
+    """The earlier turns, one flattened line each message (no message can start a line of its
+    own in the prompt), before the sources; empty without any."""
+    if not turns:
+        return ""
+    names = {"user": "User", "assistant": "Assistant"}
+    lines = [f"{names[m.role]}: {' '.join(m.content.split())}" for turn in turns for m in turn]
+    return "Conversation:\n" + "\n".join(lines) + "\n"
 
 
 _CITATION = re.compile(r"\[\d+\]")

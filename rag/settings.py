@@ -143,6 +143,15 @@ class Settings:
             "question (0: the whole chunk)"
         },
     )
+    history_turns: int = field(
+        default=3,
+        metadata=_help(
+            "earlier turns of a conversation put in the prompt (the oldest left out first when "
+            "the prompt does not fit)",
+            0,
+            50,
+        ),
+    )
     retrieval: RetrievalMode = field(default="hybrid", metadata={"help": "hybrid, dense or bm25"})
     min_score: float = field(
         default=0.25,

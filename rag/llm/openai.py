@@ -58,7 +58,8 @@ class OpenAICompatibleLLM:
     def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
         messages: Any = [
             {"role": "system", "content": INSTRUCTIONS},
-            {"role": "user", "content": prompt.context},
+            *({"role": m.role, "content": m.content} for m in prompt.history),
+            {"role": "user", "content": prompt.context},  # the sources only in the last turn
         ]
         try:
             response = self._client.chat.completions.create(
