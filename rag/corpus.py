@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag.chunks import Chunk
+from rag.conversation import ConversationStore
 from rag.documents import Skipped
 from rag.settings import IndexType
 
@@ -169,4 +170,8 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Let go of connections (a server stopping)."""
+        ...
+
+    def conversations(self) -> ConversationStore:
+        """The conversations kept beside this index."""
         ...

@@ -187,6 +187,19 @@ class Settings:
     openai_api_key: str = field(default="none", metadata={"help": "API key (sent as Bearer)"})
     openai_timeout_s: float = field(default=30.0, metadata={"help": "connect/read timeout"})
 
+    # conversations kept by the server, beside the index
+    conversation_turns: int = field(
+        default=100,
+        metadata=_help("turns kept per conversation (the oldest dropped first)", 1, 10_000),
+    )
+    max_conversations: int = field(
+        default=1000,
+        metadata=_help("conversations kept (the least recently used dropped first)", 1),
+    )
+    conversation_days: int = field(
+        default=30, metadata=_help("a conversation unused this many days is dropped", 1)
+    )
+
     # the HTTP service
     host: str = field(default="127.0.0.1", metadata={"help": "address `rag serve` listens on"})
     port: int = field(default=8000, metadata=_help("port `rag serve` listens on", 0, 65535))

@@ -40,10 +40,26 @@ def test_the_schema_is_created_once_and_its_version_recorded(pg: Settings) -> No
         first.open()
     first.close()
     PostgresStore(pg).version()  # another process: nothing applied twice
-    assert query(pg, "SELECT version FROM rag_schema") == [(SCHEMA_VERSION,)]
+    applied = query(pg, "SELECT version FROM rag_schema ORDER BY version")
+    assert applied == [(v,) for v in range(1, SCHEMA_VERSION + 1)]  # each once, in order
     query(pg, f"INSERT INTO rag_schema (version) VALUES ({SCHEMA_VERSION + 1}) RETURNING 1")
     with pytest.raises(IndexCorrupt, match="newer than this program knows"):
         PostgresStore(pg).version()
+
+
+def test_a_database_of_the_first_schema_gains_the_conversation_tables(pg: Settings) -> None:
+    """A database made by the release before conversations (schema version 1) is brought up to
+    date when a newer program opens it: its index stays, the new tables appear."""
+    PostgresStore(pg).version()
+    options = PostgresStore(pg).options()
+    with psycopg.connect(pg.database_url, **options) as conn:
+        conn.execute("DROP TABLE rag_turns, rag_conversations")
+        conn.execute("DELETE FROM rag_schema WHERE version > 1")
+    store = PostgresStore(pg)
+    assert store.conversations().page(10, 0) == ([], 0)
+    applied = query(pg, "SELECT version FROM rag_schema ORDER BY version")
+    assert applied == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+    store.close()
 
 
 def test_bm25_statistics_follow_every_change(corpus: Path, pg: Settings) -> None:

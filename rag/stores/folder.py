@@ -8,6 +8,7 @@ one writer at a time (a lock file). No pickle anywhere.
       v<ns>/vectors.faiss  the FAISS index (faiss.write_index)
       v<ns>/bm25/          the BM25 index (bm25s' numpy arrays and JSON)
       .lock                held by the one process writing
+      conversations.sqlite3  the conversations a server keeps (sqlite_conversations.py)
 
 A new version is written under a temporary name, flushed to disk, renamed, and only then does
 CURRENT point at it: a process killed at any moment leaves the previous version loadable.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag.chunks import Chunk
+from rag.conversation import limits
 from rag.corpus import (
     CandidateQuery,
     Candidates,
@@ -46,6 +47,8 @@ from rag.errors import IndexCorrupt, IndexError_, IndexLocked, IndexNotFound, Us
 from rag.index import FaissIndex
 from rag.lexical import LexicalIndex
 from rag.settings import IndexType, Settings
+from rag.stores.durable import flush, fsync_path, sha256_of
+from rag.stores.sqlite_conversations import SqliteConversations
 
 FORMAT_VERSION = 2
 POINTER = "CURRENT"
@@ -132,6 +135,9 @@ class FolderStore:
     def close(self) -> None:
         pass  # files are opened per read
 
+    def conversations(self) -> SqliteConversations:
+        return SqliteConversations(self.settings.index_dir, limits(self.settings))
+
 
 class FolderWriter:
     """A new version from the previous one: fresh chunks with their vectors, the others' rows
@@ -196,7 +202,7 @@ def load(index_dir: Path) -> StoredIndex:
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise IndexCorrupt(f"unreadable manifest in {folder}: {err}") from None
     for name, expected in manifest.checksums.items():
-        if not (folder / name).is_file() or _sha256(folder / name) != expected:
+        if not (folder / name).is_file() or sha256_of(folder / name) != expected:
             raise IndexCorrupt(f"{folder / name} is missing or damaged (checksum mismatch)")
     try:
         with (folder / CHUNKS).open(encoding="utf-8") as lines:
@@ -258,13 +264,13 @@ def _write(
     with (temp / CHUNKS).open("w", encoding="utf-8") as out:
         for chunk in chunks:
             out.write(json.dumps(chunk.to_json(), ensure_ascii=False) + "\n")
-        _flush(out)
+        flush(out)
     vectors.save(temp / VECTORS)
     lexical.save(temp / LEXICAL)
     written = sorted(p.relative_to(temp).as_posix() for p in temp.rglob("*") if p.is_file())
     for name in written:
-        _fsync_path(temp / name)
-    checksums = {name: _sha256(temp / name) for name in written}
+        fsync_path(temp / name)
+    checksums = {name: sha256_of(temp / name) for name in written}
     final = dataclasses.replace(
         manifest,
         checksums=checksums,
@@ -272,19 +278,19 @@ def _write(
     )
     with (temp / MANIFEST).open("w", encoding="utf-8") as out:
         json.dump(final.to_json(), out, indent=1, ensure_ascii=False)
-        _flush(out)
+        flush(out)
     if (temp / LEXICAL).is_dir():
-        _fsync_path(temp / LEXICAL)
-    _fsync_path(temp)
+        fsync_path(temp / LEXICAL)
+    fsync_path(temp)
     os.rename(temp, index_dir / version)
-    _fsync_path(index_dir)
+    fsync_path(index_dir)
     previous = current_version(index_dir)
     pointer_temp = index_dir / f"{TEMP_PREFIX}{POINTER}"
     with pointer_temp.open("w") as out:
         out.write(version + "\n")
-        _flush(out)
+        flush(out)
     os.replace(pointer_temp, index_dir / POINTER)
-    _fsync_path(index_dir)
+    fsync_path(index_dir)
     _remove_stale(index_dir, keep={version, previous})
     return version
 
@@ -327,24 +333,3 @@ def _remove_stale(index_dir: Path, keep: set[str | None]) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _flush(handle: Any) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from rag.chunks import Chunk
+from rag.conversation import limits
 from rag.corpus import (
     CandidateQuery,
     Candidates,
@@ -38,6 +39,7 @@ from rag.corpus import (
 )
 from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable, UsageError
 from rag.settings import IndexType, Settings
+from rag.stores.pgvector_conversations import PostgresConversations
 from rag.stores.pgvector_sql import (
     CONNECT_TIMEOUT_S,
     EF_SEARCH,
@@ -167,6 +169,9 @@ class PostgresStore:
                     self._pool = None
             pool.close(timeout=1.0)
             raise
+
+    def conversations(self) -> PostgresConversations:
+        return PostgresConversations(self.connection, limits(self.settings))
 
     def close(self) -> None:
         with self._pool_lock:

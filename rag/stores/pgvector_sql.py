@@ -69,6 +69,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO rag_totals VALUES (true, 0, 0);
     """,
+    """
+    CREATE TABLE rag_conversations (
+        id text PRIMARY KEY,
+        owner text NOT NULL DEFAULT '',
+        title text NOT NULL,
+        created double precision NOT NULL,
+        updated double precision NOT NULL
+    );
+    CREATE INDEX rag_conversations_recent ON rag_conversations (owner, updated DESC);
+    CREATE TABLE rag_turns (
+        conversation text NOT NULL REFERENCES rag_conversations (id) ON DELETE CASCADE,
+        number integer NOT NULL,
+        body jsonb NOT NULL,
+        PRIMARY KEY (conversation, number)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # advisory locks (database-wide, hence named by schema): migrations, and one ingest at a time
