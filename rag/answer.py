@@ -60,6 +60,7 @@ class Done:
     total_ms: float
     cancelled: bool = False  # the consumer stopped the generation before its end
     history_turns: int = 0  # earlier questions of the conversation the prompt held
+    conversation_id: str | None = None  # the server's conversation this answer belongs to
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class Done:
                 "total_ms": round(self.total_ms, 2),
             },
             "cancelled": self.cancelled,
+            **({"conversation_id": self.conversation_id} if self.conversation_id else {}),
         }
 
     @classmethod
@@ -87,6 +89,7 @@ class Done:
             total_ms=timings["total_ms"],
             cancelled=data.get("cancelled", False),
             history_turns=usage.get("history_turns", 0),
+            conversation_id=data.get("conversation_id"),
         )
 
 
@@ -179,7 +182,10 @@ class Answerer:
             self.llm.count_tokens,
             budget,
             self.settings.prompt_sentences,
-            history=recent_turns(history, self.settings.history_turns),
+            history=[
+                *(m for m in history if m.role == "system"),
+                *recent_turns(history, self.settings.history_turns),
+            ],
         )
         return Prepared(prompt, started, 1000 * (time.perf_counter() - started))
 

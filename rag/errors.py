@@ -13,6 +13,7 @@ RagError                  anything this package reports to a user in one sentenc
 ├── GenerationTimeout     a generation ran longer than RAG_GENERATION_TIMEOUT_S (HTTP 504)
 ├── Busy                  every generation slot and queue place is taken (HTTP 429)
 ├── NotReady              the server's index or LLM is not available (HTTP 503)
+├── ConversationNotFound  no conversation of that id (HTTP 404)
 ├── RemoteError           `rag ask --url`: the server is unreachable, refused or failed
 └── IndexError_           the index (a folder, or tables in PostgreSQL) cannot be used
     ├── IndexNotFound     nothing has been ingested into that folder yet
@@ -102,6 +103,10 @@ class Busy(RagError):
 
 class NotReady(RagError):
     """The index or the LLM is not available; the message says why and what to do."""
+
+
+class ConversationNotFound(RagError):
+    """No conversation has that id (never created, deleted, or dropped by the limits)."""
 
 
 class RemoteError(RagError):

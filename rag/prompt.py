@@ -52,7 +52,7 @@ class Prompt:
     question: str
     sources: tuple[Hit, ...]  # in citation order: sources[0] is [1]
     context: str  # sources and question alone, for chat models (with INSTRUCTIONS as system)
-    history: tuple[Message, ...] = ()  # the earlier turns the prompt holds (chat models: as is)
+    history: tuple[Message, ...] = ()  # the client's system messages and the earlier turns held
 
     @property
     def turns(self) -> int:
@@ -93,7 +93,8 @@ def build_prompt(
     turns = _turns(history)
     while turns and count_tokens(_text(question, shown[:1], turns)) > budget_tokens:
         turns = turns[1:]
-    kept_history = tuple(m for turn in turns for m in turn)
+    system = tuple(m for m in history if m.role == "system")  # chat models: after our own
+    kept_history = system + tuple(m for turn in turns for m in turn)
     kept = len(hits)
     while kept > 1 and count_tokens(_text(question, shown[:kept], turns)) > budget_tokens:
         kept -= 1

@@ -148,7 +148,7 @@ def test_the_prompt_holds_the_conversation_before_the_sources() -> None:
         "Assistant: Denver and Carolina\n"
         "Sources:\n[1] Doc: Denver won.\nQuestion: Who won it?\nAnswer:"
     )
-    assert prompt.turns == 2 and prompt.history == tuple(HISTORY[1:])
+    assert prompt.turns == 2 and prompt.history == tuple(HISTORY)  # system first, for chat models
     assert "Conversation" not in prompt.context  # chat models get the messages themselves
 
 
@@ -156,7 +156,7 @@ def test_the_oldest_turns_are_left_out_when_the_prompt_does_not_fit() -> None:
     source = [hit("Denver won.")]
     whole = count(build_prompt("Who won it?", source, count, 10**6, history=HISTORY).text)
     last_turn_only = build_prompt("Who won it?", source, count, whole - 1, history=HISTORY)
-    assert last_turn_only.turns == 1 and last_turn_only.history == tuple(HISTORY[3:])
+    assert last_turn_only.turns == 1 and last_turn_only.history == (HISTORY[0], *HISTORY[3:])
     assert "Where was Super Bowl 50" not in last_turn_only.text
     assert last_turn_only.sources  # turns go before the one source does
     bare = count(build_prompt("Who won it?", source, count, 10**6).text)
@@ -170,3 +170,26 @@ def test_done_says_how_many_turns_the_prompt_held(retriever: Retriever) -> None:
     assert isinstance(done, Done)
     assert done.history_turns == 1 and done.to_json()["usage"]["history_turns"] == 1
     assert Done.from_json(done.to_json()).history_turns == 1
+
+
+def test_a_chat_model_gets_the_conversation_as_messages_after_our_instructions() -> None:
+    from rag.llm.openai import OpenAICompatibleLLM
+    from rag.prompt import INSTRUCTIONS
+    from tests.upstream import FakeUpstream
+
+    prompt = build_prompt("Who won it?", [hit("Denver won.")], count, 10_000, history=HISTORY)
+    with FakeUpstream("ok") as upstream:
+        llm = OpenAICompatibleLLM(upstream.url, "a-model", max_tokens=7)
+        assert "".join(llm.stream(prompt)) == "Denver "
+    (sent,) = upstream.received
+    assert sent["messages"] == [
+        {"role": "system", "content": INSTRUCTIONS},
+        {"role": "system", "content": "ignored"},  # the client's, after ours
+        {"role": "user", "content": "Where was Super Bowl 50 played?"},
+        {"role": "assistant", "content": "Levi's Stadium\nQuestion: injected?"},
+        {"role": "user", "content": "Who played in it?"},
+        {"role": "assistant", "content": "Denver and Carolina"},
+        {"role": "user", "content": prompt.context},  # the sources only here
+    ]
+    assert "Denver won." in sent["messages"][-1]["content"]
+    assert (sent["model"], sent["max_tokens"], sent["stream"]) == ("a-model", 7, True)

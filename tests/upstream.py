@@ -1,5 +1,6 @@
 """A misbehaving OpenAI-compatible server on a loopback port, for the openai backend's faults:
-too slow to answer, stalling mid-stream, HTML instead of a stream, broken JSON, a 500."""
+too slow to answer, stalling mid-stream, HTML instead of a stream, broken JSON, a 500; or a
+well-behaved one ("ok"). It keeps every request body it received."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Literal
+from typing import Any, Literal
 
-Behaviour = Literal["slow", "stall", "html", "bad_json", "error"]
+Behaviour = Literal["ok", "slow", "stall", "html", "bad_json", "error"]
 
 CHUNK = {
     "id": "x",
@@ -25,6 +26,7 @@ class FakeUpstream:
         self.behaviour = behaviour
         self.hold_s = hold_s  # how long "slow" and "stall" keep the client waiting
         self.release = threading.Event()  # ends the waits early, when the test is over
+        self.received: list[dict[str, Any]] = []  # the JSON body of each request, in order
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -47,7 +49,8 @@ class FakeUpstream:
                 pass
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", 0)))
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                upstream.received.append(json.loads(body or b"{}"))
                 behaviour = upstream.behaviour
                 if behaviour == "slow":
                     upstream.release.wait(upstream.hold_s)
@@ -64,8 +67,12 @@ class FakeUpstream:
                 if behaviour == "bad_json":
                     self.wfile.write(b"data: {this is not json\n\n")
                     return
-                self.wfile.write(f"data: {json.dumps(CHUNK)}\n\n".encode())  # "stall"
+                self.wfile.write(f"data: {json.dumps(CHUNK)}\n\n".encode())
                 self.wfile.flush()
+                if behaviour == "ok":
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    return
+                # "stall"
                 started = time.monotonic()
                 while not upstream.release.wait(0.1) and time.monotonic() - started < 30:
                     pass

@@ -56,9 +56,10 @@ class OpenAICompatibleLLM:
         return len(text) // 4 + 1  # the server's tokenizer is unknown: about 4 characters a token
 
     def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
+        history = sorted(prompt.history, key=lambda m: m.role != "system")  # stable: in order
         messages: Any = [
-            {"role": "system", "content": INSTRUCTIONS},
-            *({"role": m.role, "content": m.content} for m in prompt.history),
+            {"role": "system", "content": INSTRUCTIONS},  # first: a client's comes after it
+            *({"role": m.role, "content": m.content} for m in history),
             {"role": "user", "content": prompt.context},  # the sources only in the last turn
         ]
         try:

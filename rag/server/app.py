@@ -26,6 +26,7 @@ from rag import __version__
 from rag.embeddings import Embedder
 from rag.errors import (
     Busy,
+    ConversationNotFound,
     DocumentError,
     GenerationTimeout,
     IndexError_,
@@ -36,7 +37,7 @@ from rag.errors import (
     UsageError,
 )
 from rag.llm import LLM, LLMError
-from rag.server import ask, chat, documents, health, page, websocket
+from rag.server import ask, chat, conversations, documents, health, page, websocket
 from rag.server.pool import GenerationPool
 from rag.server.security import AccessLog, ApiKeyGuard, BodyLimit
 from rag.server.service import Service
@@ -96,7 +97,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    for module in (health, page, ask, chat, documents, websocket):
+    for module in (health, page, ask, chat, conversations, documents, websocket):
         app.include_router(module.router)
     add_error_handlers(app)
     # outermost last: access log -> CORS -> API key -> body limit -> load shedding -> routes
@@ -151,6 +152,8 @@ def status_of(err: RagError) -> int:
     match err:
         case Busy():
             return 429
+        case ConversationNotFound():
+            return 404
         case NotReady() | IndexError_():
             return 503
         case UploadTooLarge():

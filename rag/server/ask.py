@@ -1,5 +1,6 @@
 """`POST /v1/ask`: one question, answered as Server-Sent Events (default), NDJSON lines
-(`Accept: application/x-ndjson`, for `curl -N` and scripts) or one JSON object (`stream: false`).
+(`Accept: application/x-ndjson`, for `curl -N` and scripts) or one JSON object (`stream: false`),
+in a conversation (see `conversations.py`: `conversation_id` or `history`, `X-Conversation-Id`).
 
 Everything that can fail on the request itself (validation, a full queue, no index) fails
 before the first byte, with a status code; after it, only an `error` event can say so.
@@ -16,7 +17,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette import ServerSentEvent
 
 from rag.answer import Event, collect
-from rag.server.events import NO_BUFFERING, answer_stream, dumps, message, sse_response
+from rag.server.conversations import HEADER, ask_in_conversation
+from rag.server.events import NO_BUFFERING, dumps, message, sse_response
 from rag.server.schemas import AskRequest
 from rag.server.service import ServiceDep
 
@@ -49,14 +51,15 @@ async def ndjson_stream(events: AsyncIterator[Event]) -> AsyncIterator[str]:
     },
 )
 async def ask(body: AskRequest, request: Request, service: ServiceDep) -> Response:
-    ticket, prepared = await service.admit(body.question, body.top_k, body.retrieval)
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
     shutdown = anyio.Event()  # set by sse-starlette when the server begins to stop
-    events = answer_stream(
-        service, ticket, prepared, timings=timings, shutdown=shutdown, raise_errors=not body.stream
+    conversation_id, events = await ask_in_conversation(
+        service, body, timings=timings, shutdown=shutdown, raise_errors=not body.stream
     )
+    named = {HEADER: conversation_id}
     if not body.stream:  # a failure was raised: the app answers it with its own status
-        return JSONResponse(collect([event async for event in events]))
+        return JSONResponse(collect([event async for event in events]), headers=named)
     if NDJSON in request.headers.get("accept", ""):
-        return StreamingResponse(ndjson_stream(events), media_type=NDJSON, headers=NO_BUFFERING)
-    return sse_response(sse_stream(events), service, shutdown)
+        headers = {**NO_BUFFERING, **named}
+        return StreamingResponse(ndjson_stream(events), media_type=NDJSON, headers=headers)
+    return sse_response(sse_stream(events), service, shutdown, named)

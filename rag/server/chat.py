@@ -1,7 +1,10 @@
 """OpenAI-compatible `POST /v1/chat/completions` and `GET /v1/models`, so the official `openai`
 client, LangChain's `ChatOpenAI` and every other OpenAI-speaking tool can use the service.
 
-Retrieval runs on the last user message. The sources travel in an extra top-level field
+The whole `messages` list is the conversation (OpenAI clients send the history; nothing is kept
+on the server): retrieval runs on the last user message read with the questions before it, the
+prompt holds the recent turns, and a client's system message comes after the service's own
+instructions, never instead of them. The sources travel in an extra top-level field
 `sources` (the list `/v1/ask` sends): on the response object, and on the first chunk of a
 stream. Streamed: a first chunk with the role, one chunk per token, a chunk with
 `finish_reason`, the usage chunk when `stream_options.include_usage`, then `data: [DONE]`; a
@@ -80,10 +83,10 @@ async def chunk_stream(
 @router.post("/v1/chat/completions", summary="OpenAI-compatible chat completion over the index")
 async def chat_completions(body: ChatRequest, request: Request, service: ServiceDep) -> Response:
     try:
-        question = body.question()
+        question, history = body.question(), body.history()
     except ValueError as err:
         raise UsageError(f"messages: {err}") from None
-    ticket, prepared = await service.admit(question, body.top_k, body.retrieval)
+    ticket, prepared = await service.admit(question, body.top_k, body.retrieval, history)
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
     shutdown = anyio.Event()
     events = answer_stream(

@@ -92,14 +92,17 @@ def message(event: Event) -> dict[str, Any]:
 
 
 def sse_response(
-    content: AsyncIterator[ServerSentEvent], service: Service, shutdown: anyio.Event
+    content: AsyncIterator[ServerSentEvent],
+    service: Service,
+    shutdown: anyio.Event,
+    headers: dict[str, str] | None = None,
 ) -> EventSourceResponse:
     """SSE with pings during silences; on server shutdown the stream gets `SHUTDOWN_GRACE_S`
     to end with its last event (uvicorn itself waits 5 s, see `rag serve`)."""
     return EventSourceResponse(
         content,
         ping=service.settings.ping_interval_s,
-        headers=NO_BUFFERING,
+        headers={**NO_BUFFERING, **(headers or {})},
         shutdown_event=shutdown,
         shutdown_grace_period=SHUTDOWN_GRACE_S,
     )

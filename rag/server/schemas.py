@@ -5,13 +5,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rag.conversation import Message
 from rag.settings import RetrievalMode, limit
 
 # The bounds of the settings a request may override (`Settings.max_question_chars` lowers the
 # question's further, per server).
 TOP_K, QUESTION = limit("top_k"), limit("max_question_chars")
+
+
+MAX_HISTORY = 200  # messages a request may carry
+
+
+class HistoryMessage(BaseModel):
+    """A message of a client-kept conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1, max_length=QUESTION.high)
 
 
 class AskRequest(BaseModel):
@@ -23,6 +36,24 @@ class AskRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=TOP_K.low, le=TOP_K.high)
     retrieval: RetrievalMode | None = None
     stream: bool = True
+    conversation_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="continue this conversation (its turns are the history); without it, and "
+        "without `history`, the question starts a new one",
+    )
+    history: list[HistoryMessage] | None = Field(
+        default=None,
+        max_length=MAX_HISTORY,
+        description="the messages before the question, for clients that keep the conversation "
+        "themselves (instead of conversation_id)",
+    )
+
+    @model_validator(mode="after")
+    def _one_history(self) -> AskRequest:
+        if self.conversation_id is not None and self.history is not None:
+            raise ValueError("send conversation_id or history, not both")
+        return self
 
     @field_validator("question")
     @classmethod
@@ -86,3 +117,15 @@ class ChatRequest(BaseModel):
             if message.role == "user" and message.text.strip():
                 return checked_question(message.text)
         raise ValueError("no user message with text")
+
+    def history(self) -> list[Message]:
+        """The messages before the last user message (the conversation so far), with text."""
+        last = max(i for i, m in enumerate(self.messages) if m.role == "user" and m.text.strip())
+        roles = {"system": "system", "developer": "system", "user": "user"} | {
+            "assistant": "assistant"
+        }
+        return [
+            Message(roles[m.role], m.text)
+            for m in self.messages[:last]
+            if m.role in roles and m.text.strip()
+        ]

@@ -9,6 +9,7 @@ upload; a reader holds the version it started with until it is done (versions ar
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -21,6 +22,7 @@ from fastapi import Depends, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from rag.answer import Answerer, Done, Prepared, Token
+from rag.conversation import ConversationStore, Message
 from rag.corpus import FileEntry, IngestReport
 from rag.embeddings import Embedder, make_embedder
 from rag.errors import (
@@ -157,7 +159,11 @@ class Service:
             self.reload()
 
     async def admit(
-        self, question: str, top_k: int | None, retrieval: Mode | None
+        self,
+        question: str,
+        top_k: int | None,
+        retrieval: Mode | None,
+        history: Sequence[Message] = (),
     ) -> tuple[Ticket, Prepared]:
         """A place in the pool, then retrieval in a worker thread; errors leave no place taken."""
         limit = self.settings.max_question_chars
@@ -169,20 +175,31 @@ class Service:
         try:
             loop = asyncio.get_running_loop()
             prepared = await loop.run_in_executor(
-                self.retrieval_executor, self.prepare, question, top_k, retrieval
+                self.retrieval_executor, self.prepare, question, top_k, retrieval, history
             )
         except BaseException:
             ticket.release()
             raise
         return ticket, prepared
 
-    def prepare(self, question: str, top_k: int | None, retrieval: Mode | None) -> Prepared:
+    def prepare(
+        self,
+        question: str,
+        top_k: int | None,
+        retrieval: Mode | None,
+        history: Sequence[Message] = (),
+    ) -> Prepared:
         """Retrieval and prompt (blocking: call it from a thread)."""
         self.refresh()
-        return self.answerer().prepare(question, top_k=top_k, retrieval=retrieval)
+        return self.answerer().prepare(question, top_k=top_k, retrieval=retrieval, history=history)
 
     def generate(self, prepared: Prepared, cancel: threading.Event) -> Iterator[Token | Done]:
         return self.answerer().generate(prepared, cancel)
+
+    @functools.cached_property
+    def conversations(self) -> ConversationStore:
+        """The conversations kept beside the index (opened at first use)."""
+        return self.store.conversations()
 
     def documents(self) -> dict[str, FileEntry]:
         answerer = self.answerer()

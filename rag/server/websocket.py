@@ -18,7 +18,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from rag.errors import RagError
-from rag.server.events import answer_stream, message
+from rag.server.conversations import ask_in_conversation
+from rag.server.events import message
 from rag.server.schemas import AskRequest
 from rag.server.service import Service
 
@@ -93,14 +94,13 @@ async def answer_one(
         return
     try:
         body = AskRequest.model_validate({k: v for k, v in item.items() if k != "type"})
-        ticket, prepared = await service.admit(body.question, body.top_k, body.retrieval)
+        _, events = await ask_in_conversation(service, body, cancel=cancel)
     except ValidationError as err:
         await websocket.send_json({"type": "error", "message": readable(err)})
         return
     except RagError as err:
         await websocket.send_json({"type": "error", "message": str(err)})
         return
-    events = answer_stream(service, ticket, prepared, cancel)
     try:
         async for event in events:
             await websocket.send_json(message(event))

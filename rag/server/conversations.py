@@ -1,0 +1,127 @@
+"""Conversations on the server: a question of `/v1/ask` or the WebSocket continues one
+(`conversation_id`: its turns are the history), brings its own `history`, or starts a new one;
+either way the answer names it (`X-Conversation-Id`, `conversation_id` in `done`) and its turn is
+recorded as it ended: `done`, `cancelled` (the client left or stopped it; the answer as far as
+it got) or `failed`. `GET /v1/conversations` lists them, newest first; one is read or deleted by
+its id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from rag.answer import Done, Error, Event, Sources, Token
+from rag.conversation import ConversationStore, Message, Turn, title_of
+from rag.errors import ConversationNotFound, RagError
+from rag.server.events import answer_stream
+from rag.server.schemas import AskRequest
+from rag.server.service import Service, ServiceDep
+
+log = logging.getLogger("rag.server")
+router = APIRouter(tags=["conversations"])
+HEADER = "X-Conversation-Id"
+
+
+async def ask_in_conversation(
+    service: Service, body: AskRequest, **options: Any
+) -> tuple[str, AsyncGenerator[Event, None]]:
+    """Admit `body`'s question with its conversation's history and name the conversation (a new
+    one is created once the question is admitted); the events record the turn as they end.
+    `options` go to `answer_stream`. `ConversationNotFound` for an unknown id."""
+    history: list[Message] = []
+    if body.conversation_id is not None:
+        found = await run_in_threadpool(service.conversations.get, body.conversation_id)
+        if found is None:
+            raise ConversationNotFound(
+                f"no conversation {body.conversation_id!r}: it was never started here, was "
+                "deleted, or was dropped by the limits; leave conversation_id out to start one"
+            )
+        history = found.messages()
+    elif body.history is not None:
+        history = [Message(m.role, m.content) for m in body.history]
+    ticket, prepared = await service.admit(body.question, body.top_k, body.retrieval, history)
+    conversation_id = body.conversation_id
+    if conversation_id is None:
+        try:
+            conversation_id = await run_in_threadpool(
+                service.conversations.create, title_of(body.question)
+            )
+        except BaseException:
+            ticket.release()
+            raise
+    events = answer_stream(service, ticket, prepared, **options)
+    return conversation_id, recorded(events, service.conversations, conversation_id, body.question)
+
+
+async def recorded(
+    events: AsyncGenerator[Event, None],
+    store: ConversationStore,
+    conversation_id: str,
+    question: str,
+) -> AsyncGenerator[Event, None]:
+    """`events` with the conversation named in `done`; when they end, however they end, the
+    turn is appended to the conversation."""
+    sources: tuple[dict[str, Any], ...] = ()
+    text: list[str] = []
+    status, error, done = "cancelled", None, {}
+    try:
+        async for event in events:
+            match event:
+                case Sources():
+                    sources = tuple(event.to_json())
+                case Token():
+                    text.append(event.text)
+                case Done():
+                    event = dataclasses.replace(event, conversation_id=conversation_id)
+                    status = "cancelled" if event.cancelled else "done"
+                    done = {k: v for k, v in event.to_json().items() if k in ("usage", "timings")}
+                case Error():
+                    status, error = "failed", event.message
+            yield event
+    except Exception as err:  # a whole answer in one response: raised for its status
+        status, error = "failed", str(err)
+        raise
+    finally:
+        turn = Turn(question, "".join(text).strip(), status, sources, done, error, time.time())
+        try:  # synchronous: a client gone cancels every await here
+            store.append(conversation_id, turn)
+        except RagError as err:
+            log.warning("the turn of conversation %s was not recorded: %s", conversation_id, err)
+        await events.aclose()
+
+
+@router.get("/v1/conversations", summary="Conversations, most recently used first")
+async def list_conversations(
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    page, total = await run_in_threadpool(service.conversations.page, limit, offset)
+    return {
+        "conversations": [c.to_json(with_turns=False) for c in page],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/v1/conversations/{conversation_id}", summary="One conversation with its turns")
+async def get_conversation(conversation_id: str, service: ServiceDep) -> dict[str, Any]:
+    found = await run_in_threadpool(service.conversations.get, conversation_id)
+    if found is None:
+        raise ConversationNotFound(f"no conversation {conversation_id!r}")
+    return found.to_json()
+
+
+@router.delete("/v1/conversations/{conversation_id}", summary="Delete a conversation")
+async def delete_conversation(conversation_id: str, service: ServiceDep) -> dict[str, Any]:
+    if not await run_in_threadpool(service.conversations.delete, conversation_id):
+        raise ConversationNotFound(f"no conversation {conversation_id!r}")
+    return {"deleted": conversation_id}
