@@ -65,6 +65,25 @@ def test_an_upload_through_one_worker_is_searchable_through_another(shared: Sett
         assert top_source(one, "glaciers rivers of ice") != "uploads/glaciers.md"
 
 
+def test_a_conversation_started_on_one_server_continues_on_another(shared: Settings) -> None:
+    env = env_of(shared, RAG_MOCK_TOKEN_DELAY_MS="0")
+    with (
+        ServerProcess(env) as first,
+        ServerProcess(env) as second,
+        httpx.Client(base_url=first.url, timeout=30) as one,
+        httpx.Client(base_url=second.url, timeout=30) as other,
+    ):
+        started = one.post("/v1/ask", json={"question": "Who won Super Bowl 50?", "stream": False})
+        cid = started.headers["x-conversation-id"]
+        body = {"question": "Who was its MVP?", "conversation_id": cid, "stream": False}
+        followed = other.post("/v1/ask", json=body)
+        assert followed.status_code == 200, followed.text
+        assert followed.json()["usage"]["history_turns"] == 1
+        turns = one.get(f"/v1/conversations/{cid}").json()["turns"]
+        assert [t["question"] for t in turns] == ["Who won Super Bowl 50?", "Who was its MVP?"]
+        assert other.get("/v1/conversations").json()["total"] == 1
+
+
 def test_serve_workers_share_the_store(shared: Settings) -> None:
     with (
         ServerProcess(env_of(shared), "--workers", "2") as server,
