@@ -24,10 +24,14 @@ def ask_events(
     top_k: int | None = None,
     retrieval: str | None = None,
     api_key: str | None = None,
+    conversation_id: str | None = None,
 ) -> Iterator[Event]:
     """`Sources`, `Token`s, `Done` from the server at `url`, read back from its events; a
-    refusal, an unreachable server or an `error` event raises `RemoteError`."""
+    refusal, an unreachable server or an `error` event raises `RemoteError`. The question
+    continues `conversation_id`, or starts a conversation that `Done.conversation_id` names."""
     body: dict[str, Any] = {"question": question}
+    if conversation_id is not None:
+        body["conversation_id"] = conversation_id
     if top_k is not None:
         body["top_k"] = top_k
     if retrieval is not None:

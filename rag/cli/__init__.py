@@ -1,4 +1,4 @@
-"""The command line: `python -m rag ingest|remove|search|ask|serve`, one module per command
+"""The command line: `python -m rag ingest|remove|search|ask|chat|serve`, one module per command
 (`add_parser` and `run`). Maps domain errors to one line and an exit status (`status`): never a
 traceback."""
 
@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
 
-from rag.cli import ask, ingest, remove, search, serve
+from rag.cli import ask, chat, ingest, remove, search, serve
 from rag.cli.status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from rag.errors import RagError, UsageError
 from rag.settings import Settings, StoreName
 
-COMMANDS = (ingest, remove, search, ask, serve)
+COMMANDS = (ingest, remove, search, ask, chat, serve)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

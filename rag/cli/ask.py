@@ -9,14 +9,12 @@ import sys
 from collections.abc import Iterator
 from typing import get_args
 
-from rag.answer import Answerer, Done, Error, Event, Sources, Token, collect
+from rag.answer import Done, Error, Event, Sources, Token, collect
+from rag.cli.asking import NEW, Asker
 from rag.cli.status import EXIT_OK
-from rag.embeddings import make_embedder
 from rag.errors import RagError
-from rag.llm import make_llm
-from rag.retrieval import MODES, Retriever
+from rag.retrieval import MODES
 from rag.settings import LLMName, Settings
-from rag.stores import make_store
 
 
 def add_parser(
@@ -47,14 +45,34 @@ def add_parser(
         "in this process; Ctrl-C stops the answer on the server too",
     )
     ask.add_argument("--api-key", default=None, help="Bearer key for --url (default: $RAG_API_KEY)")
+    ask.add_argument(
+        "--conversation",
+        default=None,
+        metavar="ID",
+        help="continue this conversation (its earlier turns are the history), or 'new' to "
+        "start one; the conversation's id is printed on stderr",
+    )
     ask.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    events = remote_events(args, settings) if args.url else local_events(args.question, settings)
+    asker = Asker(args, settings, args.conversation)
+    events = asker.events(args.question)
     if args.json:
-        print(json.dumps(collect(events), indent=1, ensure_ascii=False))
+        result = collect(events)
+        if asker.conversation_id not in (None, NEW):
+            result.setdefault("conversation_id", asker.conversation_id)
+        print(json.dumps(result, indent=1, ensure_ascii=False))
         return EXIT_OK
+    done = print_answer(events)
+    if args.conversation is not None:
+        named = done.conversation_id or asker.conversation_id
+        print(f"conversation {named} (go on with --conversation {named})", file=sys.stderr)
+    return EXIT_OK
+
+
+def print_answer(events: Iterator[Event]) -> Done:
+    """The answer's tokens as they come, then its sources and timings; its `Done`."""
     sources = Sources(())
     started = False
     try:
@@ -68,41 +86,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 case Done():
                     print()
                     print_sources_and_timings(sources, event)
+                    return event
                 case Error():  # only a local answer: the client raises the server's
                     raise RagError(event.message)
     except (RagError, KeyboardInterrupt):
         if started:
             print()  # the error message goes on its own line, after the partial answer
         raise
-    return EXIT_OK
-
-
-def remote_events(args: argparse.Namespace, settings: Settings) -> Iterator[Event]:
-    from rag.client import ask_events
-
-    local_only = [f"--{n}" for n in ("llm", "index", "model") if getattr(args, n, None)]
-    if local_only:
-        print(
-            f"note: {', '.join(local_only)} only apply without --url; the server at "
-            f"{args.url} answers with its own settings",
-            file=sys.stderr,
-        )
-    return ask_events(
-        args.url,
-        args.question,
-        top_k=args.top_k,
-        retrieval=args.retrieval,
-        api_key=args.api_key or settings.api_key or None,
-    )
-
-
-def local_events(question: str, settings: Settings) -> Iterator[Event]:
-    """The pipeline in this process: the same events the server sends."""
-    embedder = make_embedder(settings)
-    retriever = Retriever(make_store(settings).open(), embedder)
-    answerer = Answerer(retriever, make_llm(settings), settings)
-    embedder.embed(["warm up"])  # load the model now, so the timings show the answer's own cost
-    yield from answerer.stream(question)
+    raise RagError("the answer ended without its done event")
 
 
 def print_sources_and_timings(sources: Sources, done: Done) -> None:

@@ -8,18 +8,17 @@ its id.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from rag.answer import Done, Error, Event, Sources, Token
-from rag.conversation import ConversationStore, Message, Turn, title_of
-from rag.errors import ConversationNotFound, RagError
+from rag.answer import Event
+from rag.chat import TurnRecorder
+from rag.conversation import ConversationStore, Message, title_of
+from rag.errors import ConversationNotFound
 from rag.server.events import answer_stream
 from rag.server.schemas import AskRequest
 from rag.server.service import Service, ServiceDep
@@ -67,33 +66,16 @@ async def recorded(
     question: str,
 ) -> AsyncGenerator[Event, None]:
     """`events` with the conversation named in `done`; when they end, however they end, the
-    turn is appended to the conversation."""
-    sources: tuple[dict[str, Any], ...] = ()
-    text: list[str] = []
-    status, error, done = "cancelled", None, {}
+    turn is appended to the conversation (synchronously: a client gone cancels every await)."""
+    recorder = TurnRecorder(conversation_id, question)
     try:
         async for event in events:
-            match event:
-                case Sources():
-                    sources = tuple(event.to_json())
-                case Token():
-                    text.append(event.text)
-                case Done():
-                    event = dataclasses.replace(event, conversation_id=conversation_id)
-                    status = "cancelled" if event.cancelled else "done"
-                    done = {k: v for k, v in event.to_json().items() if k in ("usage", "timings")}
-                case Error():
-                    status, error = "failed", event.message
-            yield event
+            yield recorder.see(event)
     except Exception as err:  # a whole answer in one response: raised for its status
-        status, error = "failed", str(err)
+        recorder.failed(str(err))
         raise
     finally:
-        turn = Turn(question, "".join(text).strip(), status, sources, done, error, time.time())
-        try:  # synchronous: a client gone cancels every await here
-            store.append(conversation_id, turn)
-        except RagError as err:
-            log.warning("the turn of conversation %s was not recorded: %s", conversation_id, err)
+        recorder.save(store)
         await events.aclose()
 
 
