@@ -114,3 +114,54 @@ def test_the_page_fits_a_phone_screen(serve: Serve, browser: Browser) -> None:
     width = phone.evaluate("document.documentElement.scrollWidth")
     context.close()
     assert width <= 375  # no sideways scrolling
+
+
+def wait_for_answer(page: Page) -> None:
+    page.wait_for_function("document.querySelector('#timings').innerText.startsWith('retrieval')")
+
+
+def test_a_conversation_keeps_its_thread_across_a_reload_and_is_deleted(
+    serve: Serve, page: Page
+) -> None:
+    server = serve(llm=MockLLM(delay_s=0))
+    ask(page, server.url, "Where was Super Bowl 50 played?")
+    wait_for_answer(page)
+    page.fill("#question", "Who was its quarterback?")  # names nothing: the thread does
+    page.press("#question", "Enter")
+    page.wait_for_function("document.querySelectorAll('#thread .turn').length === 1")
+    wait_for_answer(page)
+    assert "docs/football.md" in page.inner_text("#sources")
+    assert page.inner_text("#thread .turn .q") == "Where was Super Bowl 50 played?"
+    cid = page.evaluate("new URLSearchParams(location.search).get('c')")
+    assert cid and len(cid) == 32
+    page.wait_for_selector("#conversation-list li.current")
+
+    page.reload()  # the thread comes back from the server
+    page.wait_for_function("document.querySelectorAll('#thread .turn').length === 2")
+    questions = page.locator("#thread .turn .q").all_inner_texts()
+    assert questions == ["Where was Super Bowl 50 played?", "Who was its quarterback?"]
+
+    page.goto(server.url + "/")  # no ?c=: the last conversation, from local storage
+    page.wait_for_function("document.querySelectorAll('#thread .turn').length === 2")
+
+    page.click("#conversation-list li.current button.delete")
+    page.wait_for_function("document.querySelectorAll('#conversation-list li').length === 0")
+    assert page.locator("#thread .turn").count() == 0
+    response = page.request.get(f"{server.url}/v1/conversations/{cid}")
+    assert response.status == 404
+
+
+def test_new_conversation_starts_an_empty_thread(serve: Serve, page: Page) -> None:
+    server = serve(llm=MockLLM(delay_s=0))
+    ask(page, server.url, "Where was Super Bowl 50 played?")
+    wait_for_answer(page)
+    first = page.evaluate("new URLSearchParams(location.search).get('c')")
+    page.click("#new")
+    assert page.evaluate("new URLSearchParams(location.search).get('c')") is None
+    page.fill("#question", "What is oxygen?")
+    page.press("#question", "Enter")
+    wait_for_answer(page)
+    second = page.evaluate("new URLSearchParams(location.search).get('c')")
+    assert second and second != first
+    assert page.locator("#thread .turn").count() == 0
+    page.wait_for_function("document.querySelectorAll('#conversation-list li').length === 2")
