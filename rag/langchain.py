@@ -11,11 +11,13 @@ from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
+from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableGenerator
 from pydantic import ConfigDict
 
 from rag.answer import Answerer, Token
+from rag.conversation import Message
 from rag.retrieval import Hit, Mode, Retriever
 
 
@@ -53,17 +55,18 @@ class RagRetriever(BaseRetriever):
 
 
 def answer_chain(answerer: Answerer) -> Runnable[Any, str]:
-    """A Runnable from a question (a string, or a dict with "question") to answer text.
+    """A Runnable from a question to answer text. The input is a string, a dict with
+    "question" (and optionally "history", a list of messages), or a list of LangChain messages
+    (`HumanMessage`, `AIMessage`, `SystemMessage`, or `(role, text)` pairs): the last human
+    message is the question, the ones before it the conversation it follows up on.
 
     `chain.stream(q)` yields the answer's tokens as the LLM produces them; `chain.invoke(q)`
     returns them joined."""
 
-    def question_of(item: Any) -> str:
-        return str(item["question"] if isinstance(item, dict) else item)
-
     def tokens(inputs: Iterator[Any]) -> Iterator[str]:
         for item in inputs:
-            for event in answerer.stream(question_of(item)):
+            question, history = question_and_history(item)
+            for event in answerer.stream(question, history=history):
                 if isinstance(event, Token):
                     yield event.text
 
@@ -71,7 +74,8 @@ def answer_chain(answerer: Answerer) -> Runnable[Any, str]:
         import asyncio
 
         async for item in inputs:
-            stream = answerer.stream(question_of(item))
+            question, history = question_and_history(item)
+            stream = answerer.stream(question, history=history)
             while True:  # each next() may block on the model: run it off the event loop
                 event = await asyncio.to_thread(next, stream, None)
                 if event is None:
@@ -80,3 +84,36 @@ def answer_chain(answerer: Answerer) -> Runnable[Any, str]:
                     yield event.text
 
     return RunnableGenerator(tokens, atokens)
+
+
+ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant"} | {
+    "system": "system"
+}
+
+
+def question_and_history(item: Any) -> tuple[str, list[Message]]:
+    """The question a chain input asks and the conversation before it."""
+    if isinstance(item, dict):
+        history = [_message(m) for m in item.get("history") or []]
+        return str(item["question"]), [m for m in history if m.content.strip()]
+    if isinstance(item, list):
+        messages = [_message(m) for m in item]
+        asked = [i for i, m in enumerate(messages) if m.role == "user" and m.content.strip()]
+        if not asked:
+            raise ValueError("the messages hold no human message to answer")
+        last = asked[-1]
+        return messages[last].content, [m for m in messages[:last] if m.content.strip()]
+    return str(item), []
+
+
+def _message(message: Any) -> Message:
+    if isinstance(message, BaseMessage):
+        content = message.content
+        role, text = message.type, content if isinstance(content, str) else message.text
+    elif isinstance(message, dict):
+        role, text = message.get("role", ""), message.get("content", "")
+    else:
+        role, text = message
+    if role not in ROLES:
+        raise ValueError(f"a message of role {role!r}: use human, ai or system")
+    return Message(ROLES[role], str(text))

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,11 +68,25 @@ def embedder() -> HashingEmbedder:
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL 16 with pgvector for the whole session (pgserver: no root, no system
     package); each test gets a schema of its own."""
-    from pgserver.postgres_server import get_server
-
-    server = get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
     yield server.get_uri()
     server.cleanup()
+
+
+def start_postgres(folder: Path) -> Any:
+    """pgserver's PostgreSQL in `folder`. pgserver gives `pg_ctl start` 10 s, which a busy
+    machine can exceed while PostgreSQL itself goes on starting: asked again, it finds the
+    server it started."""
+    from pgserver.postgres_server import get_server
+
+    for attempt in range(3):
+        try:
+            return get_server(folder, cleanup_mode="stop")
+        except subprocess.TimeoutExpired:
+            if attempt == 2:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
 
 
 def postgres_settings(settings: Settings, url: str) -> Settings:
@@ -145,17 +160,15 @@ class OwnPostgres:
     """A PostgreSQL of one test's own, which the test may stop and start again."""
 
     def __init__(self, folder: Path) -> None:
-        from pgserver.postgres_server import get_server
-
-        self.folder, self._get = folder, get_server
-        self.server = get_server(folder, cleanup_mode="stop")
+        self.folder = folder
+        self.server = start_postgres(folder)
         self.url = str(self.server.get_uri())
 
     def stop(self) -> None:
         self.server.cleanup()
 
     def start(self) -> None:
-        self.server = self._get(self.folder, cleanup_mode="stop")
+        self.server = start_postgres(self.folder)
 
 
 @pytest.fixture

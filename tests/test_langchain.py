@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from langchain_core.documents import Document
 
 from rag.answer import Answerer
@@ -46,3 +47,38 @@ def test_chain_streams_the_same_tokens_sync_and_async(corpus: Path, settings: Se
         return [piece async for piece in chain.astream(QUESTION)]
 
     assert asyncio.run(collect()) == streamed
+
+
+def test_the_chain_takes_a_conversation_as_langchain_messages(
+    corpus: Path, settings: Settings
+) -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    from rag.conversation import Message
+    from rag.langchain import question_and_history
+
+    pipeline = answerer(corpus, settings)
+    conversation = [
+        SystemMessage("Be brief."),
+        HumanMessage("Where was Super Bowl 50 played?"),
+        AIMessage("Levi's Stadium"),
+        HumanMessage("Who was its quarterback?"),
+    ]
+    question, history = question_and_history(conversation)
+    assert question == "Who was its quarterback?"
+    assert history == [
+        Message("system", "Be brief."),
+        Message("user", "Where was Super Bowl 50 played?"),
+        Message("assistant", "Levi's Stadium"),
+    ]
+    expected, _, done = pipeline.answer(question, history=history)
+    assert done.history_turns == 1
+    chain = answer_chain(pipeline)
+    assert "".join(chain.stream(conversation)).strip() == expected
+    as_pairs = [("human", "Where was Super Bowl 50 played?"), ("ai", "Levi's Stadium")]
+    as_dict = {"question": "Who was its quarterback?", "history": as_pairs}
+    assert chain.invoke(as_dict).strip() == expected
+    with pytest.raises(ValueError, match="no human message"):
+        question_and_history([AIMessage("hello")])
+    with pytest.raises(ValueError, match="role 'tool'"):
+        question_and_history([("tool", "x"), ("human", "q")])

@@ -26,3 +26,4 @@ def test_the_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.Mon
     assert "fused  dense" in text and "Super Bowl 50" in text
     assert "According to [1]" in text and "first token" in text
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the projection plot
+    assert "> Who was its quarterback?\nAccording to [1]" in text  # the two-turn conversation
