@@ -15,7 +15,8 @@ from rag.settings import RetrievalMode, limit
 TOP_K, QUESTION = limit("top_k"), limit("max_question_chars")
 
 
-MAX_HISTORY = 200  # messages a request may carry
+MAX_HISTORY = 200  # messages a request of /v1/ask may carry
+MAX_MESSAGES = 1000  # and of /v1/chat/completions (OpenAI clients send the whole chat)
 
 
 class HistoryMessage(BaseModel):
@@ -103,7 +104,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = "rag"
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     stream_options: StreamOptions | None = None
     top_k: int | None = Field(

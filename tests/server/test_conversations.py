@@ -119,6 +119,7 @@ def test_a_failed_answer_is_kept_as_failed(serve: Serve) -> None:
         ({"question": "q", "history": [{"role": "tool", "content": "x"}]}, 422, "role"),
         ({"question": "q", "history": [{"role": "user", "content": ""}]}, 422, "content"),
         ({"question": "q", "history": [{"role": "user", "content": "x"}] * 201}, 422, "200"),
+        ({"question": "q", "history": [{"role": "user", "content": "x" * 150_000}]}, 422, "100000"),
     ],
 )
 def test_bad_conversations_get_a_4xx_with_a_message(
@@ -128,6 +129,13 @@ def test_bad_conversations_get_a_4xx_with_a_message(
     response = httpx.post(f"{server.url}/v1/ask", json=body, timeout=10)
     assert response.status_code == status, response.text
     assert needle in response.json()["error"]["message"]
+
+
+def test_a_chat_of_too_many_messages_is_a_422(serve: Serve) -> None:
+    server = serve()
+    messages = [{"role": "user", "content": "x"}] * 1001
+    response = httpx.post(f"{server.url}/v1/chat/completions", json={"messages": messages})
+    assert response.status_code == 422 and "1000" in response.json()["error"]["message"]
 
 
 def test_conversations_are_listed_newest_first_read_and_deleted(serve: Serve) -> None:
