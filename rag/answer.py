@@ -173,7 +173,7 @@ class Answerer:
             top_k or self.settings.top_k,
             mode=mode,
             min_score=None if mode == "bm25" else self.settings.min_score,
-            context=search_context(history),
+            context=search_context(question, history),
         )
         budget = self.llm.context_tokens - self.settings.max_tokens - ANSWER_MARGIN_TOKENS
         prompt = build_prompt(

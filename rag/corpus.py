@@ -89,6 +89,7 @@ class Change:
     vectors: dict[str, NDArray[np.float32]]
     removed: Sequence[str]
     rebuild: bool  # everything is new: the previous content goes in the same step
+    moved: Sequence[str] = ()  # unchanged documents whose file is now elsewhere (its entry says)
 
 
 @dataclass(frozen=True)

@@ -93,12 +93,16 @@ def evaluate_retrieval(
     *,
     k: int = 5,
     limit: int | None = None,
+    before: Callable[[Question], None] | None = None,
 ) -> RetrievalScores:
     """Ask every question (or `limit` of them, spread over all articles) through `search` and
-    score where the gold span lands; conversational questions are scored by kind as well."""
+    score where the gold span lands; conversational questions are scored by kind as well.
+    `before` runs, untimed, before each question (e.g. what its conversation did earlier)."""
     ks = sorted({*RECALL_KS, k})
     scores = RetrievalScores(hits_at=dict.fromkeys(ks, 0))
     for article, question in sample(articles, limit):
+        if before is not None:
+            before(question)
         started = time.perf_counter()
         hits = search(question, max(k, 10))
         latency_ms = 1000 * (time.perf_counter() - started)

@@ -9,6 +9,7 @@ index keeps its own chunk settings and index type unless others are given explic
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -73,7 +74,10 @@ def ingest(
         chunker = make_chunker(settings, embedder)
         plan = plan_files(paths, old_files, reusable, chunker, prune, progress, report, remove)
         restructure = previous is not None and previous.index_type != settings.index_type
-        nothing_new = not (report.added or report.changed or report.removed or restructure)
+        moved = tuple(
+            s for s, e in plan.entries.items() if s in old_files and old_files[s].path != e.path
+        )
+        nothing_new = not (report.added or report.changed or report.removed or restructure or moved)
         typo = previous is None and not any(Path(p).exists() for p in paths)
         if typo or (previous is not None and reusable and nothing_new):
             report.version = store.version() if previous is not None else None
@@ -83,27 +87,32 @@ def ingest(
         fresh = [chunk for chunks in plan.new_chunks.values() for chunk in chunks]
         vectors = embed_all([c.text for c in fresh], embedder, progress)
         report.n_embedded = len(fresh)
-        info = IndexInfo(
-            embedding_model=embedder.name,
-            dimension=embedder.dimension,
-            chunk_size_tokens=settings.chunk_size_tokens,
-            chunk_overlap_tokens=settings.chunk_overlap_tokens,
-            index_type=settings.index_type,
-            files=dict(sorted(plan.entries.items())),
-            n_chunks=sum(entry.n_chunks for entry in plan.entries.values()),
-        )
         written = writer.write(
             Change(
-                info=info,
+                info=_index_info(embedder, settings, plan),
                 fresh=plan.new_chunks,
                 vectors=dict(zip((c.id for c in fresh), vectors, strict=True)),
                 removed=tuple(report.removed),
                 rebuild=not reusable,
+                moved=moved,
             )
         )
         report.version, report.n_chunks, report.wrote = written.version, written.n_chunks, True
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _index_info(embedder: Embedder, settings: Settings, plan: Plan) -> IndexInfo:
+    """What the index holds after this ingest."""
+    return IndexInfo(
+        embedding_model=embedder.name,
+        dimension=embedder.dimension,
+        chunk_size_tokens=settings.chunk_size_tokens,
+        chunk_overlap_tokens=settings.chunk_overlap_tokens,
+        index_type=settings.index_type,
+        files=dict(sorted(plan.entries.items())),
+        n_chunks=sum(entry.n_chunks for entry in plan.entries.values()),
+    )
 
 
 def _previous(
@@ -219,11 +228,13 @@ def identify(candidates: list[Candidate], old_files: dict[str, FileEntry]) -> li
       whichever path, folder or subfolder reached it this time;
     - a new file takes its usual name (`docs/a.md` under a folder `docs/`, `a.md` given
       directly) unless another file holds it, in the index or earlier in this run; then the
-      shortest name made longer by its own parent folders: `d2/readme.md`, `b/docs/a.md`.
-    Two different files never share a name, so neither replaces the other.
+      shortest name made longer by its own parent folders: `d2/readme.md`, `b/docs/a.md`;
+    - a document of the index whose file is gone holds its name no more: a file that wants it
+      takes it over (a folder moved or renamed keeps its documents, re-embedding none).
+    Two files that exist never share a name, so neither replaces the other.
     """
     known = {entry.path: (source, entry) for source, entry in old_files.items()}
-    taken = {source: entry.path for source, entry in old_files.items()}
+    taken = {s: e.path for s, e in old_files.items() if os.path.lexists(e.path)}
     named = []
     for candidate in candidates:
         if str(candidate.path) in known:
@@ -280,8 +291,13 @@ def _plan_file(
         _skip(candidate, f"cannot read ({err.strerror or err})", old, plan, report)
         return
     digest = content_hash(data)
-    if old is not None and old.sha256 == digest:
-        plan.entries[candidate.source] = old
+    if old is not None and old.sha256 == digest:  # its place may have moved: say where
+        plan.entries[candidate.source] = dataclasses.replace(
+            old,
+            path=str(candidate.path),
+            root=str(candidate.root),
+            from_folder=candidate.from_folder,
+        )
         plan.reused.add(candidate.source)
         report.unchanged.append(candidate.source)
         return

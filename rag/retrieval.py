@@ -13,6 +13,9 @@ diversity.
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -20,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag.chunks import Chunk
+from rag.conversation import SearchContext
 from rag.corpus import CandidateQuery, Candidates, Corpus
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatch, UsageError
@@ -28,7 +32,8 @@ from rag.settings import RetrievalMode
 Mode = RetrievalMode
 MODES: tuple[str, ...] = get_args(Mode)
 DENSE_WEIGHT = 0.3
-CONTEXT_WEIGHT = 0.5  # a follow-up's ranking with the conversation before it, against its own
+CONTEXT_MIX = 0.5  # a follow-up's vector: its own plus this much of its earlier questions'
+VECTORS_KEPT = 4096  # question vectors kept for the follow-ups that come after them
 MAX_TOP_K = 100
 
 
@@ -64,7 +69,6 @@ class Retriever:
         embedder: Embedder,
         *,
         dense_weight: float = DENSE_WEIGHT,
-        context_weight: float = CONTEXT_WEIGHT,
     ) -> None:
         manifest = index.manifest
         if (manifest.embedding_model, manifest.dimension) != (embedder.name, embedder.dimension):
@@ -76,7 +80,7 @@ class Retriever:
         self.index = index
         self._embedder = embedder
         self._dense_weight = dense_weight
-        self.context_weight = context_weight
+        self._vectors = VectorCache(self._embedder)
 
     def search(
         self,
@@ -86,13 +90,16 @@ class Retriever:
         mode: Mode = "hybrid",
         min_score: float | None = None,
         mmr_lambda: float | None = None,
-        context: str = "",
+        context: SearchContext | None = None,
     ) -> list[Hit]:
         """The `k` best chunks. `min_score` drops hits below it, compared with the cosine in
         dense and hybrid modes and with the BM25 score in bm25 mode. `mmr_lambda` in [0, 1]
-        re-ranks for diversity (1 = pure relevance). `context` (a conversation's earlier
-        questions, `rag.conversation.search_context`) is searched before the query as a second
-        ranking, fused with the query's own: `context_weight` of it, each scaled by its best."""
+        re-ranks for diversity (1 = pure relevance). With a `context` of weight > 0 (a follow-up,
+        `rag.conversation.search_context`), the query is also searched read with the earlier
+        questions: its vector plus `CONTEXT_MIX` times theirs (each question's vector is kept
+        from when it was asked, so this costs no encoder pass in a conversation), its words
+        after theirs; the two rankings are fused, each scaled by its best, the second weighted
+        `context.weight`."""
         if not query.strip():
             raise UsageError("the question is empty")
         if not 1 <= k <= MAX_TOP_K:
@@ -102,18 +109,20 @@ class Retriever:
         if mmr_lambda is not None and not 0.0 <= mmr_lambda <= 1.0:
             raise UsageError(f"mmr_lambda must be between 0 and 1, got {mmr_lambda}")
         pool = max(50, 4 * k)  # candidates from each side before fusion / MMR
-        texts = [query, f"{context.strip()} {query}"] if context.strip() else [query]
+        follow_up = context is not None and context.weight > 0 and bool(context.questions)
+        earlier = context.questions if context is not None and follow_up else ()
+        texts = [query, f"{' '.join(earlier)} {query}"] if follow_up else [query]
         vectors: list[NDArray[np.float32] | None] = [None] * len(texts)
         if mode != "bm25" or mmr_lambda is not None:
-            vectors = list(self._embedder.embed(texts))  # one batch: the context costs little
+            vectors = list(self._query_vectors(query, earlier))
         vector = vectors[0]
         rankings = [
             self._candidates(text, v, mode, pool, mmr_lambda is not None)
             for text, v in zip(texts, vectors, strict=True)
         ]
         found, ranked = rankings[0]
-        if len(rankings) > 1:
-            found, ranked = _fuse_rankings(rankings, self.context_weight)
+        if context is not None and len(rankings) > 1:
+            found, ranked = _fuse_rankings(rankings, context.weight)
         if min_score is not None:
             own = found.lexical if mode == "bm25" else found.cosine
             ranked = [(key, s) for key, s in ranked if own.get(key, -1e9) >= min_score]
@@ -123,6 +132,20 @@ class Retriever:
             Hit(rank, score, found.chunks[key], found.cosine.get(key), found.lexical.get(key))
             for rank, (key, score) in enumerate(ranked[:k], start=1)
         ]
+
+    def remember(self, questions: Sequence[str]) -> None:
+        """Encode questions asked before (what each turn of a live conversation did), so the
+        follow-ups after them find their vectors."""
+        self._vectors.get(questions)
+
+    def _query_vectors(self, query: str, earlier: Sequence[str]) -> list[NDArray[np.float32]]:
+        """The query's vector, and with `earlier` questions also the query read with them: its
+        vector plus `CONTEXT_MIX` times their mean, unit length again."""
+        mine, *theirs = self._vectors.get([query, *earlier])
+        if not theirs:
+            return [mine]
+        mixed = mine + CONTEXT_MIX * np.mean(theirs, axis=0)
+        return [mine, (mixed / np.linalg.norm(mixed)).astype(np.float32)]
 
     def _candidates(
         self,
@@ -208,3 +231,29 @@ def _fuse_rankings(
             for key, value in theirs.items():
                 mine[key] = max(value, mine.get(key, value))
     return merged, sorted(fused.items(), key=lambda rs: -rs[1])
+
+
+class VectorCache:
+    """Question vectors, kept (least recently used dropped past `VECTORS_KEPT`) so a follow-up
+    finds its earlier questions' vectors without encoding them again; the missing ones are
+    encoded in one batch. Safe across the retrieval threads."""
+
+    def __init__(self, embedder: Embedder, size: int = VECTORS_KEPT) -> None:
+        self._embedder, self._size = embedder, size
+        self._kept: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, texts: Sequence[str]) -> list[NDArray[np.float32]]:
+        """One vector per text, in order."""
+        with self._lock:
+            have = {t: self._kept[t] for t in texts if t in self._kept}
+        missing = [t for t in dict.fromkeys(texts) if t not in have]
+        fresh = dict(zip(missing, self._embedder.embed(missing), strict=True)) if missing else {}
+        found = {**have, **fresh}
+        with self._lock:
+            for text in found:
+                self._kept[text] = found[text]
+                self._kept.move_to_end(text)
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return [found[t] for t in texts]

@@ -23,6 +23,7 @@ class Question:
     # chat messages before it
     kind: str | None = None
     history: tuple[Message, ...] = ()
+    original: str | None = None  # a follow-up spelled out (its `original_question`)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,14 @@ def _article(raw: dict[str, object]) -> Article:
             paragraph_range = (offset, offset + len(context))
             history = tuple(Message.from_json(m) for m in qa.get("history", ()))
             question = Question(
-                qa["id"], qa["question"], answers, spans, paragraph_range, qa.get("kind"), history
+                qa["id"],
+                qa["question"],
+                answers,
+                spans,
+                paragraph_range,
+                qa.get("kind"),
+                history,
+                qa.get("original_question"),
             )
             questions.append(question)
         parts.append(context)

@@ -13,6 +13,7 @@ A question with a `history` (squad-dev-a-followups.json) is searched with its co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -78,8 +79,29 @@ def main(argv: list[str] | None = None) -> int:
         help="search a conversational question (one with a `history`, as in "
         "squad-dev-a-followups.json) by its last message alone: the baseline",
     )
+    parser.add_argument(
+        "--original-question",
+        action="store_true",
+        help="ask a conversational question as its `original_question` (the follow-up spelled "
+        "out), alone: the upper bound of reading the history",
+    )
+    parser.add_argument(
+        "--articles",
+        default=None,
+        metavar="FIRST-LAST",
+        help="only these articles of the file, counted from 1 (e.g. 1-12 to choose a setting, "
+        "13-24 to confirm it)",
+    )
+    parser.add_argument(
+        "--kind",
+        choices=["followup", "switch"],
+        default=None,
+        help="only the conversational questions of this kind",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.articles is not None and not re.fullmatch(r"\d+-\d+", args.articles):
+        parser.error(f"--articles wants FIRST-LAST, e.g. 1-12; got {args.articles!r}")
     if not args.dataset.is_file():
         parser.error(f"no such dataset file: {args.dataset}")
     try:
@@ -115,6 +137,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     articles = load_articles(args.dataset)
+    if args.articles is not None:
+        first, last = (int(n) for n in args.articles.split("-"))
+        articles = articles[first - 1 : last]
+    if args.kind is not None:
+        articles = [
+            dataclasses.replace(a, questions=tuple(q for q in a.questions if q.kind == args.kind))
+            for a in articles
+        ]
+    if args.original_question:
+        articles = [
+            dataclasses.replace(
+                a,
+                questions=tuple(
+                    dataclasses.replace(q, text=q.original or q.text, history=())
+                    for q in a.questions
+                ),
+            )
+            for a in articles
+        ]
     settings = Settings.from_env().replace(embedding_model=args.model, store=args.store)
     if settings.store == "pgvector":  # a schema of its own, dropped afterwards
         settings = settings.replace(database_schema=f"rag_eval_{os.getpid()}")
@@ -148,10 +189,14 @@ def evaluate(
     retriever.search("warm up", 1, mode=args.retrieval)
 
     def search(question: Question, k: int) -> list[Hit]:
-        context = "" if args.no_history else search_context(question.history)
+        context = None if args.no_history else search_context(question.text, question.history)
         return retriever.search(question.text, k, mode=args.retrieval, context=context)
 
-    scores = evaluate_retrieval(articles, search, k=args.k, limit=args.limit)
+    def asked_before(question: Question) -> None:  # as the conversation's earlier turns did
+        if not args.no_history:
+            retriever.remember([m.content for m in question.history if m.role == "user"])
+
+    scores = evaluate_retrieval(articles, search, k=args.k, limit=args.limit, before=asked_before)
     by_kind = {
         kind: {
             "n_questions": part.n_questions,
@@ -211,7 +256,8 @@ def evaluate_answers(
     questions = [question for _, question in pairs]
     em, f1, ttft, rates = [], [], [], []
     for question in questions:
-        text, _, done = answerer.answer(question.text)
+        history = () if args.no_history else question.history
+        text, _, done = answerer.answer(question.text, history=history)
         answer = CITATION.sub("", text).strip()
         em.append(exact_match(answer, question.answers))
         f1.append(token_f1(answer, question.answers))

@@ -5,18 +5,20 @@ the question away from its own subject."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rag.answer import Answerer, Done
-from rag.conversation import Message, recent_turns, search_context
+from rag.conversation import CONTEXT_WEIGHT, Message, SearchContext, recent_turns, search_context
 from rag.corpus import Candidates
 from rag.embeddings import HashingEmbedder
 from rag.ingestion import ingest
 from rag.llm.mock import MockLLM, pieces
 from rag.prompt import EXAMPLES, INSTRUCTIONS, build_prompt
-from rag.retrieval import Retriever, _fuse_rankings
+from rag.retrieval import Retriever, VectorCache, _fuse_rankings
 from rag.settings import Settings
 from rag.stores import make_store
 from tests.conftest import write_corpus
@@ -51,16 +53,33 @@ def test_the_context_is_the_last_user_turns() -> None:
         Message("user", ""),
         Message("user", "third"),
     ]
-    assert search_context(history) == "second third"
-    assert search_context(history, turns=1) == "third"
-    assert search_context(history, turns=0) == ""
-    assert search_context([]) == ""
+    assert search_context("Who won it?", history) == SearchContext(("second", "third"), 0.7)
+    assert search_context("Who won it?", history, turns=1).questions == ("third",)
+    assert search_context("Who won it?", history, turns=0) == SearchContext((), 0.0)
+    assert search_context("Who won it?", []).weight == 0.0
+
+
+@pytest.mark.parametrize(
+    ("question", "follows_up"),
+    [
+        ("Who won it?", True),
+        ("What was its population in 1900?", True),
+        ("Where did they play?", True),
+        ("Who was the MVP of Super Bowl 50?", False),
+        ("What is the itinerary of the tour?", False),  # "it" inside a word is not a reference
+    ],
+)
+def test_a_question_that_refers_back_reads_the_conversation(
+    question: str, follows_up: bool
+) -> None:
+    context = search_context(question, [Message("user", "Where was Super Bowl 50 played?")])
+    assert context.weight == (CONTEXT_WEIGHT if follows_up else 0.0)
 
 
 def test_a_follow_up_finds_what_the_conversation_is_about(retriever: Retriever) -> None:
     question = "Who won it?"
     assert top(retriever.search(question, 3)) == "league.md"  # alone it matches the league
-    context = search_context([Message("user", "Where was Super Bowl 50 played?")])
+    context = search_context(question, [Message("user", "Where was Super Bowl 50 played?")])
     hits = retriever.search(question, 3, context=context)
     assert top(hits) == "bowl.md"
     assert hits[0].score == pytest.approx(1.0) or hits[0].score <= 1.0
@@ -70,13 +89,39 @@ def test_a_question_that_names_its_subject_keeps_it_after_a_switch(
     retriever: Retriever,
 ) -> None:
     question = "What is the symbol of the element oxygen?"
-    context = search_context([Message("user", "Who won Super Bowl 50 in Santa Clara?")])
+    context = search_context(question, [Message("user", "Who won Super Bowl 50 in Santa Clara?")])
+    assert context.weight == 0  # it names its subject: searched alone
     assert top(retriever.search(question, 3, context=context)) == "oxygen.md"
 
 
 def test_no_context_is_the_plain_search(retriever: Retriever) -> None:
     plain = retriever.search("Who won Super Bowl 50?", 3)
-    assert retriever.search("Who won Super Bowl 50?", 3, context="  ") == plain
+    assert retriever.search("Who won Super Bowl 50?", 3, context=SearchContext((), 0.7)) == plain
+    quiet = SearchContext(("What is oxygen?",), 0.0)
+    assert retriever.search("Who won Super Bowl 50?", 3, context=quiet) == plain
+
+
+class Counting(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoded: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        self.encoded += texts
+        return super().embed(texts)
+
+
+def test_a_follow_up_finds_its_earlier_questions_vectors_kept(tmp_path: Path) -> None:
+    embedder = Counting()
+    cache = VectorCache(embedder, size=2)
+    first = cache.get(["a question", "another"])
+    assert embedder.encoded == ["a question", "another"]
+    again = cache.get(["another", "a question", "new one"])  # one batch for what is missing
+    assert embedder.encoded == ["a question", "another", "new one"]
+    assert (again[0] == first[1]).all() and (again[1] == first[0]).all()
+    cache.get(["a question"])  # "another" was least recently used: dropped past 2
+    cache.get(["another"])
+    assert embedder.encoded[-1] == "another" and len(embedder.encoded) == 4
 
 
 def test_the_two_rankings_are_scaled_by_their_best_and_weighted() -> None:

@@ -108,3 +108,23 @@ def test_remove_deletes_documents_by_name_and_says_which_are_unknown(
     assert "not in the index" in report.skipped[0].reason
     assert report.n_files == 2
     assert sorted(opened(stored).manifest.files) == ["docs/football.md", "docs/nested/primes.html"]
+
+
+def test_a_folder_moved_elsewhere_keeps_its_documents_re_embedding_none(
+    tmp_path: Path, stored: Settings
+) -> None:
+    """The eval's temporary corpus, a folder renamed by its user: the documents are the same
+    (same names, same content), so they keep their place in the index and their vectors."""
+    first_place = write_corpus(tmp_path / "first/docs", TWO_READMES)
+    into(stored, [first_place], HashingEmbedder())
+    second_place = tmp_path / "second/docs"
+    second_place.parent.mkdir()
+    first_place.rename(second_place)
+    moved = into(stored, [second_place], HashingEmbedder())
+    assert moved.n_embedded == 0 and not moved.added and not moved.removed
+    assert sorted(moved.unchanged) == ["docs/d1/readme.md", "docs/d2/readme.md"]
+    files = opened(stored).manifest.files
+    assert {Path(e.path).parent.parent for e in files.values()} == {second_place.resolve()}
+    assert top_source(stored, "tapir ferns") == "docs/d1/readme.md"
+    again = into(stored, [second_place], HashingEmbedder())
+    assert not again.wrote  # the new places were written: nothing left to do

@@ -230,6 +230,14 @@ class PostgresWriter:
             for source, chunks in change.fresh.items():
                 with conn.transaction():
                     replace_file(conn, source, entries[source], chunks, change.vectors)
+            moved = [
+                (entries[s].path, entries[s].root, entries[s].from_folder, s) for s in change.moved
+            ]
+            with conn.transaction(), conn.cursor() as cursor:  # an unchanged file's new place
+                cursor.executemany(
+                    "UPDATE rag_files SET path = %s, root = %s, from_folder = %s WHERE source = %s",
+                    moved,
+                )
         counted = conn.execute("SELECT count(*) FROM rag_chunks").fetchone()
         return Written(read_epoch(conn), int(counted[0]) if counted else 0)
 
