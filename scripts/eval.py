@@ -202,6 +202,7 @@ def evaluate(
             "n_questions": part.n_questions,
             "recall": {str(k): part.recall(k) for k in sorted({*RECALL_KS, args.k})},
             "mrr_at_10": part.mrr_at_10,
+            "latency_ms": {"p50": part.latency_ms(0.5), "p95": part.latency_ms(0.95)},
         }
         for kind, part in sorted(scores.by_kind.items())
     }

@@ -8,7 +8,6 @@ its id.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
@@ -23,7 +22,6 @@ from rag.server.events import answer_stream
 from rag.server.schemas import AskRequest
 from rag.server.service import Service, ServiceDep
 
-log = logging.getLogger("rag.server")
 router = APIRouter(tags=["conversations"])
 HEADER = "X-Conversation-Id"
 
