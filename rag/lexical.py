@@ -73,8 +73,9 @@ class LexicalIndex:
         )
         if not tokens or not tokens[0]:
             return empty
+        # n_threads=0: in this thread (1 would start a thread pool for every question)
         rows, scores = self._retriever.retrieve(
-            [tokens[0]], k=min(k, self.size), show_progress=False, n_threads=1
+            [tokens[0]], k=min(k, self.size), show_progress=False, n_threads=0
         )
         keep = scores[0] > 0
         return scores[0][keep].astype(np.float32), rows[0][keep].astype(np.int64)
