@@ -7,14 +7,12 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
-from typing import get_args
 
 from rag.answer import Done, Error, Event, Sources, Token, collect
-from rag.cli.asking import NEW, Asker
+from rag.cli.asking import NEW, Asker, add_answer_options
 from rag.cli.status import EXIT_OK
 from rag.errors import RagError
-from rag.retrieval import MODES
-from rag.settings import LLMName, Settings
+from rag.settings import Settings
 
 
 def add_parser(
@@ -30,21 +28,13 @@ def add_parser(
         "terminal as it is generated, then list the sources and timings.",
     )
     ask.add_argument("question")
-    ask.add_argument(
-        "--llm",
-        choices=get_args(LLMName),
-        default=None,
-        help="llamacpp (default, $RAG_LLM), mock, extractive (no model) or openai",
-    )
-    ask.add_argument("--k", dest="top_k", type=int, default=None, help="sources in the prompt")
-    ask.add_argument("--retrieval", choices=MODES, default=None, help="default hybrid")
+    add_answer_options(ask)
     ask.add_argument(
         "--url",
         default=None,
         help="ask a running `rag serve` (e.g. http://127.0.0.1:8000) instead of answering "
         "in this process; Ctrl-C stops the answer on the server too",
     )
-    ask.add_argument("--api-key", default=None, help="Bearer key for --url (default: $RAG_API_KEY)")
     ask.add_argument(
         "--conversation",
         default=None,

@@ -7,14 +7,31 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
+from typing import get_args
 
 from rag.answer import Answerer, Event
 from rag.chat import recorded
 from rag.conversation import ConversationStore, title_of
 from rag.errors import ConversationNotFound
-from rag.settings import Settings
+from rag.retrieval import MODES
+from rag.settings import LLMName, Settings
 
 NEW = "new"  # --conversation new: start one
+
+
+def add_answer_options(parser: argparse.ArgumentParser) -> None:
+    """The options `rag ask` and `rag chat` share: the backend, the sources, the server's key."""
+    parser.add_argument(
+        "--llm",
+        choices=get_args(LLMName),
+        default=None,
+        help="llamacpp (default, $RAG_LLM), mock, extractive (no model) or openai",
+    )
+    parser.add_argument("--k", dest="top_k", type=int, default=None, help="sources in the prompt")
+    parser.add_argument("--retrieval", choices=MODES, default=None, help="default hybrid")
+    parser.add_argument(
+        "--api-key", default=None, help="Bearer key for --url (default: $RAG_API_KEY)"
+    )
 
 
 class Asker:

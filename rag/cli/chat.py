@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import get_args
 
 from rag.cli.ask import print_answer
-from rag.cli.asking import NEW, Asker
+from rag.cli.asking import NEW, Asker, add_answer_options
 from rag.cli.status import EXIT_FAILED, EXIT_OK
 from rag.errors import ConversationNotFound, RagError
-from rag.retrieval import MODES
-from rag.settings import LLMName, Settings
+from rag.settings import Settings
 
 PROMPT = "> "
 
@@ -32,19 +30,9 @@ def add_parser(
         "(retrieval and the prompt read the conversation). Ctrl-C stops an answer, Ctrl-D "
         "leaves. The conversation is kept beside the index (or by the server with --url).",
     )
-    chat.add_argument(
-        "--llm",
-        choices=get_args(LLMName),
-        default=None,
-        help="llamacpp (default, $RAG_LLM), mock, extractive (no model) or openai",
-    )
-    chat.add_argument("--k", dest="top_k", type=int, default=None, help="sources in the prompt")
-    chat.add_argument("--retrieval", choices=MODES, default=None, help="default hybrid")
+    add_answer_options(chat)
     chat.add_argument(
         "--url", default=None, help="chat with a running `rag serve` instead of this process"
-    )
-    chat.add_argument(
-        "--api-key", default=None, help="Bearer key for --url (default: $RAG_API_KEY)"
     )
     chat.add_argument(
         "--conversation", default=None, metavar="ID", help="continue this conversation"
