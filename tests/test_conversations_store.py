@@ -102,10 +102,16 @@ from pathlib import Path
 from rag.conversation import Limits, Turn
 from rag.stores.sqlite_conversations import SqliteConversations
 store = SqliteConversations(Path(sys.argv[1]), Limits())
-cid = sys.argv[2]
+cid, round_ = sys.argv[2], sys.argv[3]
 for n in range(100000):
-    store.append(cid, Turn(f"q{n}", "a" * 5000, "done"))
+    store.append(cid, Turn(f"{round_}-q{n}", "a" * 5000, "done"))
 """
+
+
+def last_of(conversations: ConversationStore, cid: str) -> str:
+    """The question of the conversation's last turn ("" without any)."""
+    found = conversations.get(cid)
+    return found.turns[-1].question if found is not None and found.turns else ""
 
 
 def test_a_kill_mid_append_leaves_whole_turns(settings: Settings) -> None:
@@ -113,11 +119,15 @@ def test_a_kill_mid_append_leaves_whole_turns(settings: Settings) -> None:
     moments; every turn read back afterwards is whole."""
     conversations = make_store(settings).conversations()
     cid = conversations.create("q")
-    for wait in (0.3, 0.55, 0.8):
+    for round_, wait in enumerate((0.0, 0.05, 0.13)):
         child = subprocess.Popen(
-            [sys.executable, "-c", KILLED_MID_APPEND, str(settings.index_dir), cid]
+            [sys.executable, "-c", KILLED_MID_APPEND, str(settings.index_dir), cid, str(round_)]
         )
-        time.sleep(wait)
+        deadline = time.monotonic() + 120  # the child's start-up is slow on a busy machine
+        while not last_of(conversations, cid).startswith(f"{round_}-"):
+            assert time.monotonic() < deadline, "the child appended nothing in 120 s"
+            time.sleep(0.01)
+        time.sleep(wait)  # then kill it at some moment of its appends
         child.kill()
         child.wait()
     conversation = conversations.get(cid)

@@ -24,6 +24,7 @@ from rag.server.service import Service, ServiceDep
 
 router = APIRouter(tags=["conversations"])
 HEADER = "X-Conversation-Id"
+MAX_OFFSET = 1_000_000  # past any store's limit; a larger one overflows the databases' integers
 
 
 async def ask_in_conversation(
@@ -81,7 +82,7 @@ async def recorded(
 async def list_conversations(
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     page, total = await run_in_threadpool(service.conversations.page, limit, offset)
     return {
