@@ -76,6 +76,7 @@ def test_delete_unknown_ids_and_owners(store: ConversationStore) -> None:
     assert store.get(cid, owner="someone else") is None
     assert not store.delete(cid, owner="someone else")
     assert store.get("not-an-id") is None and store.get("0" * 32) is None
+    assert not store.delete("nul\x00id") and store.get("nul\x00id") is None
     assert store.delete(cid)
     assert store.get(cid) is None and not store.delete(cid)
     store.append(cid, turn("late"))  # an answer ending after its conversation was deleted

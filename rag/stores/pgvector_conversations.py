@@ -94,6 +94,8 @@ class PostgresConversations:
         return [Conversation(r[0], r[1], r[2], r[3], n_turns=r[4]) for r in rows], total
 
     def delete(self, conversation_id: str, owner: str = "") -> bool:
+        if not ID_PATTERN.fullmatch(conversation_id):
+            return False  # not an id (a NUL would not even reach PostgreSQL)
         with self.connection() as conn:
             gone = conn.execute(
                 "DELETE FROM rag_conversations WHERE id = %s AND owner = %s",

@@ -128,6 +128,8 @@ class SqliteConversations:
         return [Conversation(r[0], r[1], r[2], r[3], n_turns=r[4]) for r in rows], total
 
     def delete(self, conversation_id: str, owner: str = "") -> bool:
+        if not ID_PATTERN.fullmatch(conversation_id):
+            return False
         with self._connection() as conn:
             gone = conn.execute(
                 "DELETE FROM conversations WHERE id = ? AND owner = ?", [conversation_id, owner]
