@@ -61,6 +61,7 @@ class Done:
     cancelled: bool = False  # the consumer stopped the generation before its end
     history_turns: int = 0  # earlier questions of the conversation the prompt held
     conversation_id: str | None = None  # the server's conversation this answer belongs to
+    request_id: str | None = None  # the server's id of the request (X-Request-ID)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +77,7 @@ class Done:
             },
             "cancelled": self.cancelled,
             **({"conversation_id": self.conversation_id} if self.conversation_id else {}),
+            **({"request_id": self.request_id} if self.request_id else {}),
         }
 
     @classmethod
@@ -90,6 +92,7 @@ class Done:
             cancelled=data.get("cancelled", False),
             history_turns=usage.get("history_turns", 0),
             conversation_id=data.get("conversation_id"),
+            request_id=data.get("request_id"),
         )
 
 
@@ -99,13 +102,15 @@ class Error:
 
     kind: ClassVar[str] = "error"
     message: str
+    request_id: str | None = None  # the server's id of the request, to find it in the log
 
     def to_json(self) -> dict[str, Any]:
-        return {"message": self.message}
+        named = {"request_id": self.request_id} if self.request_id else {}
+        return {"message": self.message, **named}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Error:
-        return cls(data["message"])
+        return cls(data["message"], data.get("request_id"))
 
 
 Event = Sources | Token | Done | Error

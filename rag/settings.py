@@ -218,6 +218,13 @@ class Settings:
     cors_origins: str = field(
         default="", metadata={"help": "comma-separated origins allowed by CORS (none: no CORS)"}
     )
+    metrics: bool = field(
+        default=True, metadata={"help": "serve Prometheus metrics at /metrics (0: off)"}
+    )
+    metrics_public: bool = field(
+        default=False,
+        metadata={"help": "with an API key set, /metrics needs no key (for a scraper)"},
+    )
     upload_dir: Path = field(
         default=Path("uploads"), metadata={"help": "folder for files sent to /v1/documents"}
     )
@@ -321,7 +328,10 @@ class Settings:
 
 def _parse(name: str, default: object, raw: str) -> object:
     if isinstance(default, bool):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        word = raw.strip().lower()
+        if word not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            raise UsageError(f"RAG_{name.upper()} must be 1 or 0 (true or false), got {raw!r}")
+        return word in {"1", "true", "yes", "on"}
     if isinstance(default, int):
         try:
             return int(raw)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, get_args
 
 from rag.cli.status import EXIT_OK
@@ -67,9 +72,38 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "ws": "websockets-sansio",
         "timeout_graceful_shutdown": 5,
     }
-    if args.workers == 1:
-        uvicorn.run(create_app(settings), **options)
-        return EXIT_OK
+    with shared_metrics(settings.metrics, args.workers):
+        if args.workers == 1:
+            uvicorn.run(create_app(settings), **options)
+        else:
+            run_workers(args.workers, settings, options)
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def shared_metrics(enabled: bool, workers: int) -> Iterator[None]:
+    """The folder where several workers keep their metrics for one another's scrapes: the one
+    named by PROMETHEUS_MULTIPROC_DIR (emptied first: counts of an earlier run would add up),
+    else, with more than one worker, a temporary one (removed after)."""
+    from rag.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if not enabled or (not given and workers == 1):
+        yield
+        return
+    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="rag-metrics-"))
+    prepare_multiprocess_dir(folder)
+    os.environ[MULTIPROC_ENV] = str(folder)  # read by each worker's prometheus_client
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_workers(workers: int, settings: Settings, options: dict[str, Any]) -> None:
+    import uvicorn
+
     if settings.store == "faiss":
         print(
             "note: with the faiss store each worker keeps its own copy of the index and two "
@@ -80,5 +114,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         make_embedder(settings).embed(["warm up"])
     # each worker process builds the app from the environment: hand it the flags there
     os.environ.update(settings.to_env())
-    uvicorn.run("rag.server.app:worker_app", factory=True, workers=args.workers, **options)
-    return EXIT_OK
+    uvicorn.run("rag.server.app:worker_app", factory=True, workers=workers, **options)

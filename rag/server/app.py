@@ -8,6 +8,7 @@ errors become status codes. Every error body is `{"error": {"message": ..., "typ
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -37,9 +38,11 @@ from rag.errors import (
     UsageError,
 )
 from rag.llm import LLM, LLMError
+from rag.metrics import Metrics
 from rag.server import ask, chat, conversations, documents, health, page, websocket
+from rag.server.access import Access
 from rag.server.pool import GenerationPool
-from rag.server.security import AccessLog, ApiKeyGuard, BodyLimit
+from rag.server.security import PUBLIC_PATHS, ApiKeyGuard, BodyLimit
 from rag.server.service import Service
 from rag.settings import Settings
 
@@ -79,7 +82,8 @@ def create_app(
 ) -> FastAPI:
     """The app; the embedder, LLM and index load when it starts (tests may pass their own)."""
     settings = settings or Settings.from_env()
-    service = Service(settings, embedder=embedder, llm=llm)
+    metrics = Metrics.from_environ(settings.metrics, os.environ)
+    service = Service(settings, embedder=embedder, llm=llm, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,8 +91,11 @@ def create_app(
         reason = service.not_ready_reason
         if reason is not None:
             log.warning("starting, but not ready: %s", reason)
+        sampling = asyncio.create_task(sample_memory(metrics))
         yield
+        sampling.cancel()
         service.stop()
+        metrics.close()
 
     app = FastAPI(
         title="rag",
@@ -97,14 +104,17 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    for module in (health, page, ask, chat, conversations, documents, websocket):
+    modules = (health, page, ask, chat, conversations, documents, websocket)
+    for module in modules:
         app.include_router(module.router)
     add_error_handlers(app)
-    # outermost last: access log -> CORS -> API key -> body limit -> load shedding -> routes
+    # outermost last: access (id, log, metrics) -> CORS -> API key -> body limit -> load
+    # shedding -> routes
     app.add_middleware(LoadShedding, service.pool)
     app.add_middleware(BodyLimit, settings.max_body_bytes, settings.max_upload_bytes)
     if settings.api_key:
-        app.add_middleware(ApiKeyGuard, settings.api_key)
+        public = PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else set())
+        app.add_middleware(ApiKeyGuard, settings.api_key, frozenset(public))
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -112,8 +122,24 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept"],
         )
-    app.add_middleware(AccessLog)
+    # the templates requests are counted under: the docs' and each module's (the app's own list
+    # holds the included routers as lazy wrappers, without a template)
+    routes = [
+        *(route for route in app.router.routes if hasattr(route, "path")),
+        *(route for module in modules for route in module.router.routes),
+    ]
+    app.add_middleware(Access, routes, metrics)
     return app
+
+
+MEMORY_SAMPLE_S = 10.0
+
+
+async def sample_memory(metrics: Metrics) -> None:
+    """Each worker writes its own resident memory now and then (a scrape reaches only one)."""
+    while metrics.enabled:
+        metrics.sample_memory()
+        await asyncio.sleep(MEMORY_SAMPLE_S)
 
 
 QUESTION_ROUTES = frozenset({"/v1/ask", "/v1/chat/completions"})  # JSON bodies, generations

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sse_starlette import ServerSentEvent
 
 from rag.answer import Event, collect
+from rag.server.access import request_id
 from rag.server.conversations import HEADER, ask_in_conversation
 from rag.server.events import NO_BUFFERING, dumps, message, sse_response
 from rag.server.schemas import AskRequest
@@ -54,7 +55,12 @@ async def ask(body: AskRequest, request: Request, service: ServiceDep) -> Respon
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
     shutdown = anyio.Event()  # set by sse-starlette when the server begins to stop
     conversation_id, events = await ask_in_conversation(
-        service, body, timings=timings, shutdown=shutdown, raise_errors=not body.stream
+        service,
+        body,
+        timings=timings,
+        shutdown=shutdown,
+        raise_errors=not body.stream,
+        request_id=request_id(request.scope),
     )
     named = {HEADER: conversation_id}
     if not body.stream:  # a failure was raised: the app answers it with its own status

@@ -25,6 +25,7 @@ from sse_starlette import ServerSentEvent
 
 from rag.answer import Done, Error, Event, Sources, Token
 from rag.errors import UsageError
+from rag.server.access import request_id
 from rag.server.events import answer_stream, dumps, sse_response
 from rag.server.schemas import ChatRequest
 from rag.server.service import ServiceDep
@@ -47,7 +48,7 @@ def finish_reason(done: Done, max_tokens: int) -> str:
 
 
 def error_object(error: Error) -> dict[str, Any]:
-    return {"error": {"message": error.message, "type": "server_error", "code": None}}
+    return {"error": {**error.to_json(), "type": "server_error", "code": None}}
 
 
 async def chunk_stream(
@@ -90,7 +91,13 @@ async def chat_completions(body: ChatRequest, request: Request, service: Service
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
     shutdown = anyio.Event()
     events = answer_stream(
-        service, ticket, prepared, timings=timings, shutdown=shutdown, raise_errors=not body.stream
+        service,
+        ticket,
+        prepared,
+        timings=timings,
+        shutdown=shutdown,
+        raise_errors=not body.stream,
+        request_id=request_id(request.scope),
     )
     max_tokens = service.settings.max_tokens
     if body.stream:

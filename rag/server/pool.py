@@ -5,7 +5,8 @@ A request takes a `Ticket` before anything else (so a full service refuses at on
 work), then `stream()` waits for a slot and relays what the worker thread produces. When the
 consumer goes away (client disconnect, cancel message) the worker's cancel flag is set, so the
 generation stops between two tokens; a request whose client left while it queued never starts.
-The slot is freed when the worker thread has really finished, never earlier.
+The slot is freed when the worker thread has really finished, never earlier. A `PoolWatcher`
+(the metrics) hears of every change in the counts, each refusal and each timeout.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar, cast
+from typing import Generic, Protocol, TypeVar, cast
 
 from rag.errors import Busy, GenerationTimeout
 
@@ -26,6 +27,23 @@ T = TypeVar("T")
 def _places(n: int, what: str) -> str:
     """_places(1, "slot") -> '1 slot'; _places(0, "queue place") -> '0 queue places'"""
     return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+class PoolWatcher(Protocol):
+    def occupancy(self, running: int, waiting: int) -> None: ...
+    def refused(self) -> None: ...
+    def timed_out(self) -> None: ...
+
+
+class Unwatched:
+    def occupancy(self, running: int, waiting: int) -> None:
+        pass
+
+    def refused(self) -> None:
+        pass
+
+    def timed_out(self) -> None:
+        pass
 
 
 @dataclass
@@ -39,6 +57,7 @@ class Ticket:
         if not self.released:
             self.released = True
             self.pool._admitted -= 1
+            self.pool.changed()
 
 
 @dataclass(frozen=True)
@@ -50,7 +69,13 @@ _END = object()
 
 
 class GenerationPool:
-    def __init__(self, slots: int, queue: int, timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        slots: int,
+        queue: int,
+        timeout_s: float = 120.0,
+        watcher: PoolWatcher | None = None,
+    ) -> None:
         self.slots = slots
         self.queue = queue
         self.timeout_s = timeout_s
@@ -59,6 +84,7 @@ class GenerationPool:
         self._semaphore = asyncio.Semaphore(slots)
         self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="generation")
         self._recent_s: list[float] = []  # durations of the last generations, for Retry-After
+        self.watcher: PoolWatcher = watcher or Unwatched()
 
     @property
     def running(self) -> int:
@@ -72,7 +98,12 @@ class GenerationPool:
     def full(self) -> bool:
         return self._admitted >= self.slots + self.queue
 
+    def changed(self) -> None:
+        self.watcher.occupancy(self._running, self.waiting)
+
     def busy(self) -> Busy:
+        """The refusal of one more question (counted as one)."""
+        self.watcher.refused()
         return Busy(
             f"the service is busy: its {_places(self.slots, 'generation slot')} and "
             f"{_places(self.queue, 'queue place')} are taken ({self._running} generating, "
@@ -85,6 +116,7 @@ class GenerationPool:
         if self.full:
             raise self.busy()
         self._admitted += 1
+        self.changed()
         return Ticket(self)
 
     def retry_after_s(self) -> int:
@@ -112,6 +144,7 @@ class GenerationPool:
             ticket.release()
             raise
         self._running += 1
+        self.changed()
         started = time.perf_counter()
 
         put = _sender(loop, items, gone, cancel)
@@ -121,6 +154,7 @@ class GenerationPool:
             self._recent_s = [*self._recent_s[-19:], time.perf_counter() - started]
             self._semaphore.release()
             ticket.release()
+            self.changed()
 
         future = loop.run_in_executor(self._executor, _pump, produce, cancel, gone, put)
         future.add_done_callback(finished)
@@ -130,6 +164,7 @@ class GenerationPool:
                 try:
                     item = await asyncio.wait_for(items.get(), max(0.0, deadline - loop.time()))
                 except TimeoutError:
+                    self.watcher.timed_out()
                     raise GenerationTimeout(
                         f"the generation took longer than {self.timeout_s:g} s and was stopped"
                     ) from None

@@ -1,19 +1,15 @@
-"""What guards the routes: the optional API key, a cap on request bodies, and the access log.
-The two middlewares are pure ASGI (a `BaseHTTPMiddleware` would buffer streamed bodies and hide
-client disconnects from the routes)."""
+"""What guards the routes: the optional API key and a cap on request bodies (what is recorded of
+each request is `access.py`'s). Both middlewares are pure ASGI (a `BaseHTTPMiddleware` would
+buffer streamed bodies and hide client disconnects from the routes)."""
 
 from __future__ import annotations
 
 import hmac
 import json
-import logging
-import time
-from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-access_log = logging.getLogger("rag.access")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/"})  # "/": the static page, no data
 
 
@@ -28,9 +24,10 @@ class ApiKeyGuard:
     cannot set its headers, may pass `?api_key=` instead. A refusal is a 401 in OpenAI's error
     shape (a refused WebSocket handshake is a 403)."""
 
-    def __init__(self, app: ASGIApp, key: str) -> None:
+    def __init__(self, app: ASGIApp, key: str, public: frozenset[str] = PUBLIC_PATHS) -> None:
         self.app = app
         self.key = key
+        self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in {"http", "websocket"} or self.allowed(scope):
@@ -62,7 +59,7 @@ class ApiKeyGuard:
         await send({"type": "http.response.body", "body": body})
 
     def allowed(self, scope: Scope) -> bool:
-        if scope["path"] in PUBLIC_PATHS or scope.get("method") == "OPTIONS":
+        if scope["path"] in self.public or scope.get("method") == "OPTIONS":
             return True
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, given = header.partition(" ")
@@ -153,36 +150,3 @@ async def _refuse(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-class AccessLog:
-    """One JSON line per request: method, path, status, duration, and the answer's timings."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in {"http", "websocket"}:
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status: dict[str, Any] = {"status": None}
-
-        async def logging_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["status"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, logging_send)
-        finally:
-            record: dict[str, Any] = {
-                "method": scope.get("method", "WS"),
-                "path": scope["path"],
-                "status": status["status"],
-                "duration_ms": round(1000 * (time.perf_counter() - started), 2),
-            }
-            answer = scope.get("state", {}).get("answer")
-            if answer:
-                record.update(answer)
-            access_log.info(json.dumps(record))

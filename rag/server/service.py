@@ -35,6 +35,7 @@ from rag.errors import (
 )
 from rag.ingestion import ingest
 from rag.llm import LLM, make_llm
+from rag.metrics import Metrics
 from rag.retrieval import Mode, Retriever
 from rag.server.pool import GenerationPool, Ticket
 from rag.server.uploads import Uploaded, earlier_uploads, save
@@ -53,14 +54,23 @@ UNREACHABLE = "(unreachable)"
 
 class Service:
     def __init__(
-        self, settings: Settings, *, embedder: Embedder | None = None, llm: LLM | None = None
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        llm: LLM | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = make_store(settings)
         self.embedder = embedder
         self.llm = llm
+        self.metrics = metrics or Metrics(enabled=False)
         self.pool = GenerationPool(
-            settings.max_generations, settings.max_queue, settings.generation_timeout_s
+            settings.max_generations,
+            settings.max_queue,
+            settings.generation_timeout_s,
+            watcher=self.metrics,
         )
         self.llm_error: str | None = None
         self.index_error: str | None = "not loaded yet"
@@ -131,6 +141,8 @@ class Service:
             if self.llm is not None:
                 self._answerer = Answerer(retriever, self.llm, self.settings)
             self._version, self.index_error = version, None
+            manifest = index.manifest
+            self.metrics.index(manifest.n_chunks, len(manifest.files), version)
             log.info("serving index %s (version %s)", self.store.where, version)
 
     @property
@@ -180,6 +192,7 @@ class Service:
         except BaseException:
             ticket.release()
             raise
+        self.metrics.retrieval(prepared.retrieval_ms / 1000)
         return ticket, prepared
 
     def prepare(
@@ -252,6 +265,7 @@ class Service:
         upload_dir = self.settings.upload_dir
         with self.ingest_lock:
             report = ingest([Path(upload_dir)], self.settings, self.embedder, store=self.store)
+            self.metrics.ingested(report, "upload")
             for note in report.announcements():  # an upload changed more than its documents
                 log.warning("upload: %s", note)
             self.reload()

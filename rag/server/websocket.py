@@ -18,6 +18,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from rag.errors import RagError
+from rag.server.access import request_id
 from rag.server.conversations import ask_in_conversation
 from rag.server.events import message
 from rag.server.schemas import AskRequest
@@ -94,7 +95,9 @@ async def answer_one(
         return
     try:
         body = AskRequest.model_validate({k: v for k, v in item.items() if k != "type"})
-        _, events = await ask_in_conversation(service, body, cancel=cancel)
+        _, events = await ask_in_conversation(
+            service, body, cancel=cancel, request_id=request_id(websocket.scope)
+        )
     except ValidationError as err:
         await websocket.send_json({"type": "error", "message": readable(err)})
         return

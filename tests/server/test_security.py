@@ -27,6 +27,7 @@ def test_every_route_but_health_needs_the_key(serve: Serve) -> None:
             "/v1/documents/{document_id}",
             "/v1/conversations",
             "/v1/conversations/{conversation_id}",
+            "/metrics",
         }
         for template, methods in guarded.items():
             path = template.replace("{document_id}", "uploads/x.md")
