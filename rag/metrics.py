@@ -167,34 +167,7 @@ class Metrics:
             "Generations stopped by RAG_GENERATION_TIMEOUT_S",
             registry=r,
         )
-        self.ingests = Counter(
-            "rag_ingests", "Ingests run (uploads, or `rag ingest`)", ["source"], registry=r
-        )
-        self.ingest_files = Counter(
-            "rag_ingest_files",
-            "Files an ingest looked at, by what it did with them",
-            ["source", "result"],
-            registry=r,
-        )
-        self.ingest_skipped = Counter(
-            "rag_ingest_skipped_files",
-            "Files an ingest could not read, by kind of reason",
-            ["source", "reason"],
-            registry=r,
-        )
-        self.ingest_chunks = Counter(
-            "rag_ingest_chunks_embedded",
-            "Chunks embedded by ingests (unchanged files' chunks are reused, not counted)",
-            ["source"],
-            registry=r,
-        )
-        self.ingest_seconds = Histogram(
-            "rag_ingest_duration_seconds",
-            "Time one ingest took",
-            ["source"],
-            buckets=INGEST_BUCKETS,
-            registry=r,
-        )
+        self.ingest = IngestMetrics(r)
         self.index_chunks = Gauge(
             "rag_index_chunks",
             "Chunks in the index being served",
@@ -275,16 +248,8 @@ class Metrics:
 
     def ingested(self, report: IngestReport, source: str) -> None:
         """An ingest's report; `source` is "upload" or "cli"."""
-        if not self.enabled:
-            return
-        self.ingests.labels(source).inc()
-        for result in ("added", "changed", "removed", "unchanged"):
-            self.ingest_files.labels(source, result).inc(len(getattr(report, result)))
-        self.ingest_files.labels(source, "skipped").inc(len(report.skipped))
-        for skipped in report.skipped:
-            self.ingest_skipped.labels(source, skip_kind(skipped.reason)).inc()
-        self.ingest_chunks.labels(source).inc(report.n_embedded)
-        self.ingest_seconds.labels(source).observe(report.seconds)
+        if self.enabled:
+            self.ingest.record(report, source)
 
     def index(self, chunks: int, documents: int, version: str | None) -> None:
         if self.enabled:
@@ -307,15 +272,70 @@ class Metrics:
         MultiProcessCollector(gathered, path=folder)  # type: ignore[no-untyped-call]
         return generate_latest(gathered)
 
-    def write_textfile(self, path: Path) -> None:
-        """The metrics as a file for node_exporter's textfile collector (written atomically)."""
-        write_to_textfile(str(path), self.registry)
-
     def close(self) -> None:
         """This process stops: its live gauges leave the multiprocess sums."""
         if self.enabled and self.multiprocess_dir is not None:
             folder = str(self.multiprocess_dir)
             mark_process_dead(os.getpid(), folder)  # type: ignore[no-untyped-call]
+
+
+class IngestMetrics:
+    """What ingests did: by the server (uploads) among its other metrics, or by one
+    `rag ingest` run, written for node_exporter's textfile collector (`write_textfile`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ingests = Counter(
+            "rag_ingests", "Ingests run (uploads, or `rag ingest`)", ["source"], registry=registry
+        )
+        self.ingest_files = Counter(
+            "rag_ingest_files",
+            "Files an ingest looked at, by what it did with them",
+            ["source", "result"],
+            registry=registry,
+        )
+        self.ingest_skipped = Counter(
+            "rag_ingest_skipped_files",
+            "Files an ingest could not read, by kind of reason",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.ingest_chunks = Counter(
+            "rag_ingest_chunks_embedded",
+            "Chunks embedded by ingests (unchanged files' chunks are reused, not counted)",
+            ["source"],
+            registry=registry,
+        )
+        self.ingest_seconds = Histogram(
+            "rag_ingest_duration_seconds",
+            "Time one ingest took",
+            ["source"],
+            buckets=INGEST_BUCKETS,
+            registry=registry,
+        )
+
+    def record(self, report: IngestReport, source: str) -> None:
+        self.ingests.labels(source).inc()
+        for result in ("added", "changed", "removed", "unchanged"):
+            self.ingest_files.labels(source, result).inc(len(getattr(report, result)))
+        self.ingest_files.labels(source, "skipped").inc(len(report.skipped))
+        for skipped in report.skipped:
+            self.ingest_skipped.labels(source, skip_kind(skipped.reason)).inc()
+        self.ingest_chunks.labels(source).inc(report.n_embedded)
+        self.ingest_seconds.labels(source).observe(report.seconds)
+
+
+def write_textfile(report: IngestReport, path: Path) -> None:
+    """One `rag ingest` run's metrics, with the time it ended, as a file node_exporter's
+    textfile collector reads (written to a temporary file, then renamed)."""
+    registry = CollectorRegistry()
+    IngestMetrics(registry).record(report, "cli")
+    ended = Gauge(
+        "rag_ingest_last_end_timestamp_seconds",
+        "When the last `rag ingest` ended (Unix time)",
+        registry=registry,
+    )
+    ended.set_to_current_time()
+    write_to_textfile(str(path), registry)
 
 
 def prepare_multiprocess_dir(folder: Path) -> None:

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import write_corpus
+from tests.metrics import samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +76,21 @@ def test_skipped_files_exit_1_with_one_line_reasons(tmp_path: Path) -> None:
     assert f"skipped {docs / 'bad.txt'}: binary content" in done.stderr
     assert f"skipped {tmp_path / 'missing'}: no such file or directory" in done.stderr
     assert "2 file(s) skipped" in done.stdout
+
+
+def test_ingest_writes_its_metrics_for_a_textfile_collector(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs", {"ok.md": "fine", "bad.txt": b"\x00\x01"})
+    prom = tmp_path / "rag_ingest.prom"
+    done = rag("ingest", docs, "--index", tmp_path / "i", "--metrics-file", prom, "--quiet")
+    assert done.returncode == 1, done.stderr
+    got = samples(prom.read_text())
+    assert got["rag_ingest_files_total", (("result", "added"), ("source", "cli"))] == 1
+    assert got["rag_ingest_skipped_files_total", (("reason", "binary"), ("source", "cli"))] == 1
+    assert got["rag_ingest_chunks_embedded_total", (("source", "cli"),)] == 1
+    assert abs(got["rag_ingest_last_end_timestamp_seconds", ()] - time.time()) < 300
+    nowhere = rag("ingest", docs, "--index", tmp_path / "i", "--metrics-file", "/no/such/x.prom")
+    assert nowhere.returncode == 2
+    assert nowhere.stderr.strip() == "error: --metrics-file: no folder /no/such"
 
 
 @pytest.mark.parametrize(

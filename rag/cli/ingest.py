@@ -11,6 +11,7 @@ from pathlib import Path
 from rag.cli.status import EXIT_FAILED, EXIT_OK
 from rag.corpus import IngestReport
 from rag.embeddings import make_embedder
+from rag.errors import UsageError
 from rag.ingestion import default_progress, ingest
 from rag.settings import Settings
 
@@ -63,10 +64,21 @@ def add_parser(
         help="keep chunks of files that were removed from a re-ingested folder",
     )
     ing.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    ing.add_argument(
+        "--metrics-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write this run's metrics (files by result, skipped by reason, chunks, "
+        "seconds, end time) in Prometheus' text format, e.g. for node_exporter's textfile "
+        "collector: --metrics-file /var/lib/node_exporter/rag_ingest.prom",
+    )
     ing.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.metrics_file is not None and not args.metrics_file.parent.is_dir():
+        raise UsageError(f"--metrics-file: no folder {args.metrics_file.parent}")
     embedder = make_embedder(settings)
     report = ingest(
         args.paths,
@@ -75,6 +87,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         prune=args.prune,
         progress=not args.quiet and not args.json and default_progress(),
     )
+    if args.metrics_file is not None:
+        from rag.metrics import write_textfile
+
+        try:
+            write_textfile(report, args.metrics_file)
+        except OSError as err:
+            raise UsageError(f"cannot write --metrics-file {args.metrics_file}: {err}") from None
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
     else:

@@ -252,3 +252,42 @@ def test_a_gated_answer_shows_as_running_then_done(serve: Serve) -> None:
     assert value(during, "rag_generations_running") == 1
     assert value(during, "rag_answers_total", outcome="done") == 0
     assert value(after, "rag_generations_running") == 0
+
+
+def test_uploads_are_counted_as_ingests_and_the_index_gauges_follow(serve: Serve) -> None:
+    server = serve()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        before = scrape(client)
+        files = [
+            ("files", ("notes.md", b"# Notes\n\nThe halftime show was headlined by Coldplay.\n")),
+            ("files", ("broken.txt", b"caf\xe9")),
+        ]
+        assert client.post("/v1/documents", files=files).status_code == 201
+        after = scrape(client)
+    upload = {"source": "upload"}
+    assert value(after, "rag_ingests_total", **upload) == 1
+    assert value(after, "rag_ingest_files_total", result="added", **upload) == 1
+    assert value(after, "rag_ingest_skipped_files_total", reason="encoding", **upload) == 1
+    assert value(after, "rag_index_documents") == value(before, "rag_index_documents") + 1
+    assert value(after, "rag_index_chunks") > value(before, "rag_index_chunks")
+    assert (
+        value(after, "rag_index_version_timestamp_seconds")
+        > value(before, "rag_index_version_timestamp_seconds")
+        > time.time() - 600
+    )
+
+
+def test_a_websocket_connection_is_counted_once_under_its_route(serve: Serve) -> None:
+    from websockets.sync.client import connect
+
+    server = serve()
+    with connect(f"{server.ws_url}/v1/ws", additional_headers={"X-Request-ID": "ws-1"}) as ws:
+        assert ws.response is not None and ws.response.headers["X-Request-ID"] == "ws-1"
+        ws.send('{"question": "Who won?"}')
+        while json.loads(ws.recv(timeout=10))["type"] not in {"done", "error"}:
+            pass
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        exposition = wait_for(
+            client, "rag_http_requests_total", 1, route="/v1/ws", method="WEBSOCKET", status="101"
+        )
+    assert value(exposition, "rag_answers_total", outcome="done") == 1

@@ -149,3 +149,43 @@ def test_the_busy_message_counts_what_is_taken_without_a_queue() -> None:
         )
 
     asyncio.run(main())
+
+
+class Watcher:
+    """Records what the pool tells its watcher (the metrics), in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, int] | str] = []
+
+    def occupancy(self, running: int, waiting: int) -> None:
+        self.seen.append(("occupancy", running, waiting))
+
+    def refused(self) -> None:
+        self.seen.append("refused")
+
+    def timed_out(self) -> None:
+        self.seen.append("timed_out")
+
+
+def test_the_watcher_hears_every_change_refusal_and_timeout() -> None:
+    async def main() -> Watcher:
+        watcher = Watcher()
+        pool = GenerationPool(slots=1, queue=0, timeout_s=0.2, watcher=watcher)
+        ticket = pool.admit()
+        with pytest.raises(Busy):
+            pool.admit()
+        assert [i async for i in pool.stream(ticket, counting(2))] == [0, 1]
+        await asyncio.sleep(0.05)  # the worker thread's end is reported on the loop
+        with pytest.raises(GenerationTimeout):
+            async for _ in pool.stream(pool.admit(), counting(1000, delay_s=0.05)):
+                pass
+        deadline = time.monotonic() + 5
+        while pool.running and time.monotonic() < deadline:  # the stopped worker winds down
+            await asyncio.sleep(0.01)
+        return watcher
+
+    seen = asyncio.run(main()).seen
+    assert seen[:4] == [("occupancy", 0, 1), "refused", ("occupancy", 1, 0), ("occupancy", 0, 0)]
+    assert "timed_out" in seen
+    assert seen.count("refused") == 1
+    assert seen[-1] == ("occupancy", 0, 0)  # all freed, and said so
