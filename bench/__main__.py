@@ -9,7 +9,8 @@ LlamaIndex's default retrievers), `scale` (FAISS flat vs HNSW at 10k, 100k and 1
 clients, llama.cpp, the overhead over a minimal StreamingResponse, REST vs SSE vs WebSocket),
 `generation` (llama.cpp through our backend vs `llama_cpp.Llama` directly), `builds` (llama.cpp
 wheels built with other options, side by side: only with --build-wheel) and `reliability`
-(soak, burst, random disconnects, the burst through `hey`, faults, hostile bodies). Writes
+(soak, burst, random disconnects, the burst through `hey`, faults, hostile bodies), `metrics`
+(the soak with Prometheus metrics on and scraped vs off). Writes
 DIR/results.json, DIR/RESULTS.md and PNG plots (default: benchmarks/); with --only, the other
 sections already in results.json are kept. --quick (a few minutes) runs 3 articles, 10k
 chunks, a short streaming run with the mock LLM and a tenth of the reliability run, for the
@@ -28,6 +29,7 @@ from bench import (
     builds,
     generation,
     ingestion,
+    metrics,
     plots,
     postgres,
     reliability,
@@ -45,6 +47,7 @@ SECTIONS = (
     "generation",
     "builds",
     "reliability",
+    "metrics",
     "postgres",
 )
 
@@ -117,6 +120,8 @@ def main() -> None:
         results["builds"] = builds.run(wheels, args.dataset, 4 if args.quick else 20)
     if "reliability" in wanted:
         results["reliability"] = reliability.run(quick=args.quick)
+    if "metrics" in wanted:
+        results["metrics"] = metrics.run(quick=args.quick)
     if "postgres" in wanted:
         results["postgres"] = postgres.run(
             args.dataset,
@@ -168,6 +173,8 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
         parts.append(builds.render(results["builds"]))
     if "reliability" in results:
         parts.append(reliability.render(results["reliability"]))
+    if "metrics" in results:
+        parts.append(metrics.render(results["metrics"]))
     if "postgres" in results:
         parts.append(postgres.render(results["postgres"]))
     return "\n".join(parts)

@@ -51,6 +51,10 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert reliability["soak"]["errors"] == 0 and reliability["disconnects"]["open_after"] == 0
     assert all(case["as_expected"] for case in reliability["hostile"]["cases"])
     assert all(f["ended_with"] == "error" for f in reliability["faults"].values())
+    cost = results["metrics"]
+    assert sum(run["failed"] for run in cost["runs"]["off"] + cost["runs"]["on"]) == 0
+    assert all(run["scrapes"] >= 1 for run in cost["runs"]["on"])
+    assert 0.5 < cost["median_ratio"]["requests_per_s"] < 2
     postgres = results["postgres"]
     faiss, pgvector = (postgres["stores"]["rows"][s]["modes"] for s in ("faiss", "pgvector"))
     assert abs(faiss["dense"]["recall"]["5"] - pgvector["dense"]["recall"]["5"]) <= 0.01
