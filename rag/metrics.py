@@ -17,6 +17,7 @@ import resource
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,31 +26,19 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-    write_to_textfile,
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from rag.corpus import IngestReport
+from rag.ingestion_metrics import IngestMetrics
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "WEBSOCKET"})
 OUTCOMES = ("done", "cancelled", "disconnected", "failed")
-# Skip reasons are sentences (with a byte offset, a path...): each is counted under the kind its
-# opening words name; anything else is "other", so the label set stays fixed.
-SKIP_KINDS: tuple[tuple[str, str], ...] = (
-    ("no such file", "missing"),
-    ("a symbolic link to a file outside", "outside_link"),
-    ("unsupported file type", "unsupported_type"),
-    ("empty file", "empty"),
-    ("no text content", "no_text"),
-    ("PDF has no extractable text", "no_text"),
-    ("binary content", "binary"),
-    ("not valid UTF-8", "encoding"),
-    ("encrypted PDF", "encrypted"),
-    ("unreadable PDF", "unreadable"),
-    ("not in the index", "not_indexed"),
-)
+# a gauge over the live workers: the sum of their values, or the value set last
+SUMMED: Final = "livesum"
+LATEST: Final = "livemostrecent"
 VERSION_TIME = re.compile(r"(\d{16,})")  # both stores name a version by time.time_ns()
 
 # Buckets in seconds, from what the benchmarks measure on 2 cores: retrieval 5-50 ms, the first
@@ -58,15 +47,7 @@ RETRIEVAL_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 FIRST_TOKEN_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 GAP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 ANSWER_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-INGEST_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
-
-
-def skip_kind(reason: str) -> str:
-    """skip_kind("not valid UTF-8 (byte 3)") -> 'encoding'; an unknown reason -> 'other'"""
-    for opening, kind in SKIP_KINDS:
-        if reason.startswith(opening):
-            return kind
-    return "other"
+HTTP_BUCKETS = (0.001, 0.005, 0.025, 0.1, *ANSWER_BUCKETS[1:])  # health checks to long streams
 
 
 def version_time_s(version: str | None) -> float:
@@ -94,104 +75,10 @@ class Metrics:
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.http_requests = Counter(
-            "rag_http_requests",
-            "HTTP requests (and WebSocket connections), by route template, method and status",
-            ["route", "method", "status"],
-            registry=r,
-        )
-        self.http_seconds = Histogram(
-            "rag_http_request_duration_seconds",
-            "Time from a request's arrival to its response's end (a whole stream), by route",
-            ["route"],
-            buckets=ANSWER_BUCKETS,
-            registry=r,
-        )
-        self.answers = Counter(
-            "rag_answers",
-            "Answers by how they ended: done, cancelled (the client asked), disconnected "
-            "(the client left mid-answer: its generation was cancelled), failed",
-            ["outcome"],
-            registry=r,
-        )
-        self.retrieval_seconds = Histogram(
-            "rag_retrieval_seconds",
-            "Retrieval per question: query embedding, dense and BM25 search, fusion, prompt",
-            buckets=RETRIEVAL_BUCKETS,
-            registry=r,
-        )
-        self.first_token_seconds = Histogram(
-            "rag_time_to_first_token_seconds",
-            "From a question's retrieval start to its answer's first token (queue wait "
-            "included), for answers that produced one",
-            buckets=FIRST_TOKEN_BUCKETS,
-            registry=r,
-        )
-        self.token_gap_seconds = Histogram(
-            "rag_inter_token_gap_seconds",
-            "Time between two tokens of an answer, as the server relays them",
-            buckets=GAP_BUCKETS,
-            registry=r,
-        )
-        self.answer_seconds = Histogram(
-            "rag_answer_duration_seconds",
-            "From a question's retrieval start to its answer's end (done or cancelled)",
-            buckets=ANSWER_BUCKETS,
-            registry=r,
-        )
-        self.answer_tokens = Counter(
-            "rag_answer_tokens", "Tokens generated, of answers that ended", registry=r
-        )
-        self.prompt_tokens = Counter(
-            "rag_prompt_tokens", "Prompt tokens read by the LLM, of answers that ended", registry=r
-        )
-        self.running = Gauge(
-            "rag_generations_running",
-            "Answers being generated now",
-            multiprocess_mode="livesum",
-            registry=r,
-        )
-        self.waiting = Gauge(
-            "rag_generations_waiting",
-            "Questions admitted and not yet generating (retrieving or queued for a slot)",
-            multiprocess_mode="livesum",
-            registry=r,
-        )
-        self.refusals = Counter(
-            "rag_refusals",
-            "Questions refused with 429 because every generation slot and queue place was taken",
-            registry=r,
-        )
-        self.timeouts = Counter(
-            "rag_generation_timeouts",
-            "Generations stopped by RAG_GENERATION_TIMEOUT_S",
-            registry=r,
-        )
+        self.http = RequestMetrics(r)
+        self.answers = AnswerMetrics(r)
+        self.service = ServiceGauges(r)
         self.ingest = IngestMetrics(r)
-        self.index_chunks = Gauge(
-            "rag_index_chunks",
-            "Chunks in the index being served",
-            multiprocess_mode="livemostrecent",
-            registry=r,
-        )
-        self.index_documents = Gauge(
-            "rag_index_documents",
-            "Documents in the index being served",
-            multiprocess_mode="livemostrecent",
-            registry=r,
-        )
-        self.index_version = Gauge(
-            "rag_index_version_timestamp_seconds",
-            "When the index version being served was written (Unix time)",
-            multiprocess_mode="livemostrecent",
-            registry=r,
-        )
-        self.memory = Gauge(
-            "rag_process_resident_memory_bytes",
-            "Resident memory of the server's processes (summed over the workers)",
-            multiprocess_mode="livesum",
-            registry=r,
-        )
 
     @classmethod
     def from_environ(cls, enabled: bool, environ: Mapping[str, str]) -> Metrics:
@@ -202,16 +89,16 @@ class Metrics:
         if not self.enabled:
             return
         method = method if method in METHODS else "other"
-        self.http_requests.labels(route, method, "none" if status is None else str(status)).inc()
-        self.http_seconds.labels(route).observe(seconds)
+        self.http.requests.labels(route, method, "none" if status is None else str(status)).inc()
+        self.http.seconds.labels(route).observe(seconds)
 
     def retrieval(self, seconds: float) -> None:
         if self.enabled:
-            self.retrieval_seconds.observe(seconds)
+            self.answers.retrieval_seconds.observe(seconds)
 
     def token_gap(self, seconds: float) -> None:
         if self.enabled:
-            self.token_gap_seconds.observe(seconds)
+            self.answers.token_gap_seconds.observe(seconds)
 
     def answer(
         self,
@@ -224,27 +111,27 @@ class Metrics:
         """One answer ended; the timings and tokens are those of its `done` event, if any."""
         if not self.enabled:
             return
-        self.answers.labels(outcome if outcome in OUTCOMES else "failed").inc()
+        self.answers.outcomes.labels(outcome if outcome in OUTCOMES else "failed").inc()
         if first_token_s is not None:
-            self.first_token_seconds.observe(first_token_s)
+            self.answers.first_token_seconds.observe(first_token_s)
         if total_s is not None:
-            self.answer_seconds.observe(total_s)
-        self.prompt_tokens.inc(prompt_tokens)
-        self.answer_tokens.inc(answer_tokens)
+            self.answers.answer_seconds.observe(total_s)
+        self.answers.prompt_tokens.inc(prompt_tokens)
+        self.answers.answer_tokens.inc(answer_tokens)
 
     # the generation pool's watcher (see `rag.server.pool.PoolWatcher`)
     def occupancy(self, running: int, waiting: int) -> None:
         if self.enabled:
-            self.running.set(running)
-            self.waiting.set(waiting)
+            self.service.running.set(running)
+            self.service.waiting.set(waiting)
 
     def refused(self) -> None:
         if self.enabled:
-            self.refusals.inc()
+            self.service.refusals.inc()
 
     def timed_out(self) -> None:
         if self.enabled:
-            self.timeouts.inc()
+            self.service.timeouts.inc()
 
     def ingested(self, report: IngestReport, source: str) -> None:
         """An ingest's report; `source` is "upload" or "cli"."""
@@ -253,13 +140,13 @@ class Metrics:
 
     def index(self, chunks: int, documents: int, version: str | None) -> None:
         if self.enabled:
-            self.index_chunks.set(chunks)
-            self.index_documents.set(documents)
-            self.index_version.set(version_time_s(version))
+            self.service.index_chunks.set(chunks)
+            self.service.index_documents.set(documents)
+            self.service.index_version.set(version_time_s(version))
 
     def sample_memory(self) -> None:
         if self.enabled:
-            self.memory.set(resident_memory_bytes())
+            self.service.memory.set(resident_memory_bytes())
 
     def exposition(self) -> bytes:
         """Everything in the Prometheus text format: this process's metrics, or every
@@ -279,63 +166,121 @@ class Metrics:
             mark_process_dead(os.getpid(), folder)  # type: ignore[no-untyped-call]
 
 
-class IngestMetrics:
-    """What ingests did: by the server (uploads) among its other metrics, or by one
-    `rag ingest` run, written for node_exporter's textfile collector (`write_textfile`)."""
+class RequestMetrics:
+    """Requests by route template, method and status, and how long they took."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.ingests = Counter(
-            "rag_ingests", "Ingests run (uploads, or `rag ingest`)", ["source"], registry=registry
-        )
-        self.ingest_files = Counter(
-            "rag_ingest_files",
-            "Files an ingest looked at, by what it did with them",
-            ["source", "result"],
+        self.requests = Counter(
+            "rag_http_requests",
+            "HTTP requests (and WebSocket connections), by route template, method and status",
+            ["route", "method", "status"],
             registry=registry,
         )
-        self.ingest_skipped = Counter(
-            "rag_ingest_skipped_files",
-            "Files an ingest could not read, by kind of reason",
-            ["source", "reason"],
-            registry=registry,
-        )
-        self.ingest_chunks = Counter(
-            "rag_ingest_chunks_embedded",
-            "Chunks embedded by ingests (unchanged files' chunks are reused, not counted)",
-            ["source"],
-            registry=registry,
-        )
-        self.ingest_seconds = Histogram(
-            "rag_ingest_duration_seconds",
-            "Time one ingest took",
-            ["source"],
-            buckets=INGEST_BUCKETS,
+        self.seconds = Histogram(
+            "rag_http_request_duration_seconds",
+            "Time from a request's arrival to its response's end (a whole stream), by route",
+            ["route"],
+            buckets=HTTP_BUCKETS,
             registry=registry,
         )
 
-    def record(self, report: IngestReport, source: str) -> None:
-        self.ingests.labels(source).inc()
-        for result in ("added", "changed", "removed", "unchanged"):
-            self.ingest_files.labels(source, result).inc(len(getattr(report, result)))
-        self.ingest_files.labels(source, "skipped").inc(len(report.skipped))
-        for skipped in report.skipped:
-            self.ingest_skipped.labels(source, skip_kind(skipped.reason)).inc()
-        self.ingest_chunks.labels(source).inc(report.n_embedded)
-        self.ingest_seconds.labels(source).observe(report.seconds)
+
+class AnswerMetrics:
+    """How answers ended, their timings and their tokens."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.outcomes = Counter(
+            "rag_answers",
+            "Answers by how they ended: done, cancelled (the client asked), disconnected "
+            "(the client left mid-answer: its generation was cancelled), failed",
+            ["outcome"],
+            registry=registry,
+        )
+        self.retrieval_seconds = Histogram(
+            "rag_retrieval_seconds",
+            "Retrieval per question: query embedding, dense and BM25 search, fusion, prompt",
+            buckets=RETRIEVAL_BUCKETS,
+            registry=registry,
+        )
+        self.first_token_seconds = Histogram(
+            "rag_time_to_first_token_seconds",
+            "From a question's retrieval start to its answer's first token (queue wait "
+            "included), for answers that produced one",
+            buckets=FIRST_TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.token_gap_seconds = Histogram(
+            "rag_inter_token_gap_seconds",
+            "Time between two tokens of an answer, as the server relays them",
+            buckets=GAP_BUCKETS,
+            registry=registry,
+        )
+        self.answer_seconds = Histogram(
+            "rag_answer_duration_seconds",
+            "From a question's retrieval start to its answer's end (done or cancelled)",
+            buckets=ANSWER_BUCKETS,
+            registry=registry,
+        )
+        self.answer_tokens = Counter(
+            "rag_answer_tokens", "Tokens generated, of answers that ended", registry=registry
+        )
+        self.prompt_tokens = Counter(
+            "rag_prompt_tokens",
+            "Prompt tokens read by the LLM, of answers that ended",
+            registry=registry,
+        )
 
 
-def write_textfile(report: IngestReport, path: Path) -> None:
-    """One `rag ingest` run's metrics, with the time it ended, as a file node_exporter's
-    textfile collector reads (written to a temporary file, then renamed)."""
-    registry = CollectorRegistry()
-    IngestMetrics(registry).record(report, "cli")
-    ended = Gauge(
-        "rag_ingest_last_end_timestamp_seconds",
-        "When the last `rag ingest` ended (Unix time)",
-        registry=registry,
-    )
-    ended.set_to_current_time()
-    write_to_textfile(str(path), registry)
+class ServiceGauges:
+    """The generation pool, refusals and timeouts, the index served, memory."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.running = Gauge(
+            "rag_generations_running",
+            "Answers being generated now",
+            registry=registry,
+            multiprocess_mode=SUMMED,
+        )
+        self.waiting = Gauge(
+            "rag_generations_waiting",
+            "Questions admitted and not yet generating (retrieving or queued for a slot)",
+            registry=registry,
+            multiprocess_mode=SUMMED,
+        )
+        self.refusals = Counter(
+            "rag_refusals",
+            "Questions refused with 429 because every generation slot and queue place was taken",
+            registry=registry,
+        )
+        self.timeouts = Counter(
+            "rag_generation_timeouts",
+            "Generations stopped by RAG_GENERATION_TIMEOUT_S",
+            registry=registry,
+        )
+        self.index_chunks = Gauge(
+            "rag_index_chunks",
+            "Chunks in the index being served",
+            registry=registry,
+            multiprocess_mode=LATEST,
+        )
+        self.index_documents = Gauge(
+            "rag_index_documents",
+            "Documents in the index being served",
+            registry=registry,
+            multiprocess_mode=LATEST,
+        )
+        self.index_version = Gauge(
+            "rag_index_version_timestamp_seconds",
+            "When the index version being served was written (Unix time)",
+            registry=registry,
+            multiprocess_mode=LATEST,
+        )
+        self.memory = Gauge(
+            "rag_process_resident_memory_bytes",
+            "Resident memory of the server's processes (summed over the workers)",
+            registry=registry,
+            multiprocess_mode=SUMMED,
+        )
 
 
 def prepare_multiprocess_dir(folder: Path) -> None:

@@ -11,7 +11,8 @@ import pytest
 from rag.embeddings import HashingEmbedder
 from rag.errors import UsageError
 from rag.ingestion import ingest
-from rag.metrics import Metrics, prepare_multiprocess_dir, skip_kind, version_time_s
+from rag.ingestion_metrics import skip_kind
+from rag.metrics import Metrics, prepare_multiprocess_dir, version_time_s
 from rag.settings import Settings
 from rag.stores.folder import current_version
 from tests.metrics import samples

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         progress=not args.quiet and not args.json and default_progress(),
     )
     if args.metrics_file is not None:
-        from rag.metrics import write_textfile
+        from rag.ingestion_metrics import write_textfile
 
         try:
             write_textfile(report, args.metrics_file)
