@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -65,12 +67,18 @@ def embedder() -> HashingEmbedder:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """A real PostgreSQL 16 with pgvector for the whole session (pgserver: no root, no system
-    package); each test gets a schema of its own."""
-    server = start_postgres(tmp_path_factory.mktemp("postgres"))
-    yield server.get_uri()
-    server.cleanup()
+    package); each test gets a schema of its own. Its data lives in a folder of its own, not
+    under pytest's numbered temporary folders: another pytest run of the same user keeps only
+    its 3 latest and would delete this one's under a running server."""
+    folder = Path(tempfile.mkdtemp(prefix="rag-pg-"))  # short: a socket path has 107 bytes
+    try:
+        server = start_postgres(folder)
+        yield server.get_uri()
+        server.cleanup()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def start_postgres(folder: Path) -> Any:
