@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from rag.answer import Error
 from rag.errors import RagError
 from rag.server.access import request_id
 from rag.server.conversations import ask_in_conversation
@@ -90,19 +91,18 @@ async def ask_socket(websocket: WebSocket) -> None:
 async def answer_one(
     websocket: WebSocket, service: Service, item: dict[str, Any], cancel: threading.Event
 ) -> None:
+    named = request_id(websocket.scope)  # the connection's: every error names it
     if item.get("type") == "invalid":
-        await websocket.send_json({"type": "error", "message": item.get("reason", "bad message")})
+        await websocket.send_json(message(Error(item.get("reason", "bad message"), named)))
         return
     try:
         body = AskRequest.model_validate({k: v for k, v in item.items() if k != "type"})
-        _, events = await ask_in_conversation(
-            service, body, cancel=cancel, request_id=request_id(websocket.scope)
-        )
+        _, events = await ask_in_conversation(service, body, cancel=cancel, request_id=named)
     except ValidationError as err:
-        await websocket.send_json({"type": "error", "message": readable(err)})
+        await websocket.send_json(message(Error(readable(err), named)))
         return
     except RagError as err:
-        await websocket.send_json({"type": "error", "message": str(err)})
+        await websocket.send_json(message(Error(str(err), named)))
         return
     try:
         async for event in events:
