@@ -62,6 +62,7 @@ class Done:
     history_turns: int = 0  # earlier questions of the conversation the prompt held
     conversation_id: str | None = None  # the server's conversation this answer belongs to
     request_id: str | None = None  # the server's id of the request (X-Request-ID)
+    answer_id: str | None = None  # the server's id of the answer, to replay it (X-Answer-Id)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +79,7 @@ class Done:
             "cancelled": self.cancelled,
             **({"conversation_id": self.conversation_id} if self.conversation_id else {}),
             **({"request_id": self.request_id} if self.request_id else {}),
+            **({"answer_id": self.answer_id} if self.answer_id else {}),
         }
 
     @classmethod
@@ -93,6 +95,7 @@ class Done:
             history_turns=usage.get("history_turns", 0),
             conversation_id=data.get("conversation_id"),
             request_id=data.get("request_id"),
+            answer_id=data.get("answer_id"),
         )
 
 

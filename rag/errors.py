@@ -14,6 +14,7 @@ RagError                  anything this package reports to a user in one sentenc
 ├── Busy                  every generation slot and queue place is taken (HTTP 429)
 ├── NotReady              the server's index or LLM is not available (HTTP 503)
 ├── ConversationNotFound  no conversation of that id (HTTP 404)
+├── AnswerNotFound        no kept answer of that id to replay or cancel (HTTP 404)
 ├── RemoteError           `rag ask --url`: the server is unreachable, refused or failed
 └── IndexError_           the index (a folder, or tables in PostgreSQL) cannot be used
     ├── IndexNotFound     nothing has been ingested into that folder yet
@@ -107,6 +108,10 @@ class NotReady(RagError):
 
 class ConversationNotFound(RagError):
     """No conversation has that id (never created, deleted, or dropped by the limits)."""
+
+
+class AnswerNotFound(RagError):
+    """No kept answer has that id (never started here, ended too long ago, or dropped)."""
 
 
 class RemoteError(RagError):

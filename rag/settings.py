@@ -247,6 +247,18 @@ class Settings:
         default=120.0,
         metadata={"help": "a generation still running after this long ends with an error event"},
     )
+    resume_grace_s: float = field(
+        default=30.0,
+        metadata=_help("a resumable answer goes on this long after its client left", 0, 3600),
+    )
+    resume_ttl_s: float = field(
+        default=300.0,
+        metadata=_help("an ended answer can be replayed for this long", 0, 86_400),
+    )
+    resume_max_answers: int = field(
+        default=500,
+        metadata=_help("ended answers kept for replay (the oldest dropped first)", 1, 100_000),
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from rag import __version__
 from rag.embeddings import Embedder
 from rag.errors import (
+    AnswerNotFound,
     Busy,
     ConversationNotFound,
     DocumentError,
@@ -39,7 +40,7 @@ from rag.errors import (
 )
 from rag.llm import LLM, LLMError
 from rag.metrics import Metrics
-from rag.server import ask, chat, conversations, documents, health, page, websocket
+from rag.server import answers, ask, chat, conversations, documents, health, page, websocket
 from rag.server.access import Access
 from rag.server.pool import GenerationPool
 from rag.server.security import PUBLIC_PATHS, ApiKeyGuard, BodyLimit
@@ -104,7 +105,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    modules = (health, page, ask, chat, conversations, documents, websocket)
+    modules = (health, page, ask, answers, chat, conversations, documents, websocket)
     for module in modules:
         app.include_router(module.router)
     add_error_handlers(app)
@@ -178,7 +179,7 @@ def status_of(err: RagError) -> int:
     match err:
         case Busy():
             return 429
-        case ConversationNotFound():
+        case ConversationNotFound() | AnswerNotFound():
             return 404
         case NotReady() | IndexError_():
             return 503

@@ -13,6 +13,7 @@ failure after the start is a chunk `{"error": {...}}`, then `[DONE]` (as vLLM do
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,9 +24,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import ServerSentEvent
 
-from rag.answer import Done, Error, Event, Sources, Token
+from rag.answer import Done, Error, Sources, Token
 from rag.errors import UsageError
 from rag.server.access import request_id
+from rag.server.answer_log import KeptAnswer, new_answer_id
+from rag.server.answers import ANSWER_HEADER
 from rag.server.events import answer_stream, dumps, sse_response
 from rag.server.schemas import ChatRequest
 from rag.server.service import ServiceDep
@@ -52,32 +55,35 @@ def error_object(error: Error) -> dict[str, Any]:
 
 
 async def chunk_stream(
-    events: AsyncIterator[Event], include_usage: bool, max_tokens: int
+    kept: KeptAnswer, include_usage: bool, max_tokens: int
 ) -> AsyncIterator[ServerSentEvent]:
     head = {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "id": f"chatcmpl-{kept.id}",  # the answer's id (X-Answer-Id), as every chunk's
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": MODEL,
     }
 
-    def chunk(delta: dict[str, Any], reason: str | None = None, **extra: Any) -> ServerSentEvent:
+    def chunk(
+        number: int, delta: dict[str, Any], reason: str | None = None, **extra: Any
+    ) -> ServerSentEvent:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
-        return ServerSentEvent(data=dumps({**head, "choices": [choice], **extra}))
+        data = dumps({**head, "choices": [choice], **extra})
+        return ServerSentEvent(data=data, id=f"{kept.id}:{number}")
 
-    async for event in events:
+    async for number, event in kept.follow():
         match event:
             case Sources():
-                yield chunk({"role": "assistant", "content": ""}, sources=event.to_json())
+                yield chunk(number, {"role": "assistant", "content": ""}, sources=event.to_json())
             case Token():
-                yield chunk({"content": event.text})
+                yield chunk(number, {"content": event.text})
             case Done():
-                yield chunk({}, finish_reason(event, max_tokens))
+                yield chunk(number, {}, finish_reason(event, max_tokens))
                 if include_usage:
                     usage_only = {**head, "choices": [], "usage": usage(event)}
                     yield ServerSentEvent(data=dumps(usage_only))
             case Error():
-                yield ServerSentEvent(data=dumps(error_object(event)))
+                yield ServerSentEvent(data=dumps(error_object(event)), id=f"{kept.id}:{number}")
     yield ServerSentEvent(data="[DONE]")
 
 
@@ -90,19 +96,25 @@ async def chat_completions(body: ChatRequest, request: Request, service: Service
     ticket, prepared = await service.admit(question, body.top_k, body.retrieval, history)
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
     shutdown = anyio.Event()
+    cancel = threading.Event()
+    answer_id = new_answer_id()
     events = answer_stream(
         service,
         ticket,
         prepared,
+        cancel=cancel,
         timings=timings,
         shutdown=shutdown,
         raise_errors=not body.stream,
         request_id=request_id(request.scope),
+        answer_id=answer_id,
     )
     max_tokens = service.settings.max_tokens
-    if body.stream:
+    if body.stream:  # kept like /v1/ask's: each chunk has an id, X-Answer-Id names it
+        kept = service.answers.start(answer_id, events, cancel, grace_s=0.0)
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return sse_response(chunk_stream(events, include_usage, max_tokens), service, shutdown)
+        chunks = chunk_stream(kept, include_usage, max_tokens)
+        return sse_response(chunks, service, shutdown, {ANSWER_HEADER: kept.id})
     sources: list[Any] = []
     text: list[str] = []
     done: Done | None = None

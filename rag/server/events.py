@@ -21,6 +21,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from rag.answer import Done, Error, Event, Prepared, Sources, Token
 from rag.errors import RagError
 from rag.metrics import Metrics
+from rag.server.answer_log import KeptAnswer
 from rag.server.pool import Ticket
 from rag.server.service import Service
 
@@ -40,13 +41,14 @@ async def answer_stream(
     shutdown: anyio.Event | None = None,
     raise_errors: bool = False,
     request_id: str | None = None,
+    answer_id: str | None = None,
 ) -> AsyncGenerator[Event, None]:
     """The events of one prepared question; `timings` (when given) receives the `done`
     payload, for the access log. When `shutdown` is set (the server is stopping), the
     generation is cancelled and the stream ends with an `error` event saying so. With
     `raise_errors` (a whole answer in one response: no byte is sent yet), a failure is raised
     for the app to map to its status (504 for a timeout, 502 for the LLM) instead. The final
-    event names `request_id`; the metrics hear how the answer ended."""
+    event names `request_id` (and `done`, `answer_id`); the metrics hear how the answer ended."""
     cancel = cancel or threading.Event()
     stopping = asyncio.create_task(_cancel_on(shutdown, cancel)) if shutdown else None
     entered = False
@@ -62,7 +64,7 @@ async def answer_stream(
             elif shutdown is not None and shutdown.is_set():
                 yield meter.ended(Error(SHUTTING_DOWN, request_id))
             else:
-                event = meter.ended(replace(event, request_id=request_id))
+                event = meter.ended(replace(event, request_id=request_id, answer_id=answer_id))
                 if timings is not None:
                     timings.update(event.to_json())
                 yield event
@@ -154,6 +156,15 @@ def sse_response(
         shutdown_event=shutdown,
         shutdown_grace_period=SHUTDOWN_GRACE_S,
     )
+
+
+async def numbered_sse(kept: KeptAnswer, after: int = 0) -> AsyncIterator[ServerSentEvent]:
+    """A kept answer's events after number `after` as SSE, each with the `id:` a reconnecting
+    client sends back as `Last-Event-ID` (`<answer id>:<number>`)."""
+    async for number, event in kept.follow(after):
+        yield ServerSentEvent(
+            data=dumps(event.to_json()), event=event.kind, id=f"{kept.id}:{number}"
+        )
 
 
 def dumps(payload: Any) -> str:

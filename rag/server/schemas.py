@@ -37,6 +37,12 @@ class AskRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=TOP_K.low, le=TOP_K.high)
     retrieval: RetrievalMode | None = None
     stream: bool = True
+    resumable: bool = Field(
+        default=False,
+        description="when the client disconnects, the answer goes on for RAG_RESUME_GRACE_S "
+        "(default 30 s) so GET /v1/answers/{id}/events can resume it; without it, a "
+        "disconnect stops the generation within one token",
+    )
     conversation_id: str | None = Field(
         default=None,
         max_length=64,

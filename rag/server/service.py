@@ -37,6 +37,7 @@ from rag.ingestion import ingest
 from rag.llm import LLM, make_llm
 from rag.metrics import Metrics
 from rag.retrieval import Mode, Retriever
+from rag.server.answer_log import AnswerBook
 from rag.server.pool import GenerationPool, Ticket
 from rag.server.uploads import Uploaded, earlier_uploads, save
 from rag.settings import Settings
@@ -72,6 +73,7 @@ class Service:
             settings.generation_timeout_s,
             watcher=self.metrics,
         )
+        self.answers = AnswerBook(settings.resume_max_answers, settings.resume_ttl_s)
         self.llm_error: str | None = None
         self.index_error: str | None = "not loaded yet"
         self._answerer: Answerer | None = None
@@ -104,6 +106,7 @@ class Service:
     def stop(self) -> None:
         """The server is stopping: no more generations or retrievals, connections closed."""
         self.pool.shutdown()
+        self.answers.close()
         self.retrieval_executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 

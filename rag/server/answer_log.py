@@ -1,0 +1,182 @@
+"""Answers that outlive their connection. A streamed answer is produced by a task of its own into
+a `KeptAnswer` (its events, numbered from 1), and each response follows that log: from the
+start, or after the event a reconnecting client saw last. When the last follower leaves, the
+answer goes on for its grace period (0 unless the request was `resumable`, so a plain answer
+still stops within one token of its client leaving), then its producer is cancelled and the log
+ends with an `error` event saying so. An explicit cancel (DELETE, the WebSocket's `cancel`)
+sets the generation's cancel flag instead: the answer ends with `done`, `cancelled: true`.
+
+The `AnswerBook` keeps the answers of this process: running ones always, ended ones for
+`ttl_s` and at most `max_answers` of them (the oldest ended dropped first). Several workers do
+not share it: a reconnect must reach the worker that produced the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from rag.answer import Error, Event
+from rag.errors import AnswerNotFound
+
+LEFT = (
+    "the client left and did not come back within {grace:g} s: the answer was stopped "
+    '(ask with "resumable": true to keep it going longer)'
+)
+STOPPING = "the server stopped: the answer was cut short; ask again"
+
+
+def new_answer_id() -> str:
+    """An answer's id: 128 random bits (as hard to guess as the replay needs)."""
+    return uuid.uuid4().hex
+
+
+class KeptAnswer:
+    def __init__(self, answer_id: str, cancel: threading.Event, grace_s: float) -> None:
+        self.id = answer_id
+        self.cancel = cancel
+        self.grace_s = grace_s
+        self.events: list[Event] = []
+        self.ended_at: float | None = None  # monotonic time the last event was logged
+        self.followers = 0
+        self.task: asyncio.Task[None] | None = None
+        self.abandoned = LEFT.format(grace=grace_s)  # what the log ends with if abandoned
+        self._news = asyncio.Event()  # replaced after each wake-up: followers wait on the current
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    def log(self, event: Event) -> None:
+        self.events.append(event)
+        self._wake()
+
+    def end(self) -> None:
+        if self.ended_at is None:
+            self.ended_at = time.monotonic()
+            if self._timer is not None:
+                self._timer.cancel()
+            self._wake()
+
+    def _wake(self) -> None:
+        self._news.set()
+        self._news = asyncio.Event()
+
+    async def follow(self, after: int = 0) -> AsyncIterator[tuple[int, Event]]:
+        """(number, event) for each event after number `after`, then the live ones as they are
+        logged, until the last. While a follower reads, the answer is not stopped."""
+        self._attach()
+        try:
+            seen = max(0, after)
+            while True:
+                news = self._news
+                while seen < len(self.events):
+                    seen += 1
+                    yield seen, self.events[seen - 1]
+                if self.ended:
+                    return
+                await news.wait()
+        finally:
+            self._detach()
+
+    def stop(self) -> bool:
+        """An explicit cancel: the generation stops between two tokens and the answer ends with
+        `done`, `cancelled: true` (a queued one when its turn comes, without generating).
+        False when it had already ended."""
+        if self.ended:
+            return False
+        self.cancel.set()
+        return True
+
+    def _attach(self) -> None:
+        self.followers += 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _detach(self) -> None:
+        self.followers -= 1
+        if self.followers > 0 or self.ended:
+            return
+        if self.grace_s <= 0:
+            self._abandon()
+        else:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.grace_s, self._abandon)
+
+    def _abandon(self) -> None:
+        """Nobody came back: cancel the producer (a queued answer never starts)."""
+        self._timer = None
+        if not self.ended and self.followers == 0 and self.task is not None:
+            self.task.cancel()
+
+
+async def _produce(kept: KeptAnswer, events: AsyncGenerator[Event, None]) -> None:
+    try:
+        async for event in events:
+            kept.log(event)
+    except asyncio.CancelledError:  # abandoned: say so to whoever replays it
+        kept.log(Error(kept.abandoned))
+    finally:
+        with contextlib.suppress(BaseException):
+            await events.aclose()
+        kept.end()
+
+
+class AnswerBook:
+    def __init__(self, max_answers: int, ttl_s: float) -> None:
+        self.max_answers = max_answers
+        self.ttl_s = ttl_s
+        self._answers: OrderedDict[str, KeptAnswer] = OrderedDict()
+
+    def start(
+        self,
+        answer_id: str,
+        events: AsyncGenerator[Event, None],
+        cancel: threading.Event,
+        grace_s: float,
+    ) -> KeptAnswer:
+        """Produce `events` into a new kept answer, in a task of its own (call from the loop)."""
+        self.prune()
+        kept = KeptAnswer(answer_id, cancel, grace_s)
+        kept.task = asyncio.create_task(_produce(kept, events), name=f"answer {kept.id}")
+        self._answers[kept.id] = kept
+        return kept
+
+    def get(self, answer_id: str) -> KeptAnswer:
+        """The answer, or `AnswerNotFound` for an unknown, expired or dropped one."""
+        self.prune()
+        kept = self._answers.get(answer_id)
+        if kept is None:
+            raise AnswerNotFound(
+                f"no answer {answer_id!r} here: unknown, ended more than {self.ttl_s:g} s ago, "
+                f"or dropped (the last {self.max_answers} are kept), or produced by another "
+                "worker process"
+            )
+        return kept
+
+    def prune(self) -> None:
+        """Drop ended answers past their time, then the oldest ended ones over the cap."""
+        now = time.monotonic()
+        for answer_id, kept in list(self._answers.items()):
+            if kept.ended_at is not None and now - kept.ended_at > self.ttl_s:
+                del self._answers[answer_id]
+        ended = [a for a, kept in self._answers.items() if kept.ended]
+        for answer_id in ended[: max(0, len(self._answers) - self.max_answers)]:
+            del self._answers[answer_id]
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def close(self) -> None:
+        """The server stops: every producer still running is cancelled."""
+        for kept in self._answers.values():
+            if kept.task is not None and not kept.task.done():
+                kept.abandoned = STOPPING
+                kept.task.cancel()
