@@ -1,10 +1,13 @@
 """A real uvicorn on a free loopback port, in a thread: streaming is only proven over a socket
-(in-process ASGI clients collect the whole body first). Plus a timestamping SSE reader. (`rag
+(in-process ASGI clients collect the whole body first). Plus a timestamping SSE reader, and a
+TCP relay that cuts connections (after N bytes, or all at once) as a failing network does. (`rag
 serve` in its own process is `bench.live.ServerProcess`, shared with the benchmarks.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -85,3 +88,68 @@ def ask(client: httpx.Client, question: str, **body: Any) -> list[Received]:
     with client.stream("POST", "/v1/ask", json={"question": question, **body}) as response:
         assert response.status_code == 200, response.read()
         return list(sse_events(response))
+
+
+class CuttingRelay:
+    """A TCP relay to `upstream` that forwards each response's first `cut` bytes, then closes
+    both sides (None: everything); `received` keeps the bytes forwarded, per connection."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream = (host, int(port))
+        self.cut: int | None = None
+        self.received: list[bytes] = []
+        self.open: set[socket.socket] = set()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self.open |= {client, server}
+            threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
+            self.received.append(b"")
+            response = (server, client, self.cut, len(self.received) - 1)
+            threading.Thread(target=self._pipe, args=response, daemon=True).start()
+
+    def _pipe(
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        cut: int | None = None,
+        slot: int | None = None,
+    ) -> None:
+        sent = bytearray()
+        try:
+            while cut is None or len(sent) < cut:
+                data = source.recv(65536)
+                if not data:
+                    break
+                data = data if cut is None else data[: cut - len(sent)]
+                sink.sendall(data)
+                sent += data
+                if slot is not None:
+                    self.received[slot] = bytes(sent)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+                self.open.discard(end)
+
+    def drop(self) -> None:
+        """Cut every connection open now, as a network that goes away does."""
+        for end in list(self.open):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.drop()

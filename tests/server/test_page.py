@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from rag.llm.mock import MockLLM
 from tests.fakes import EndlessLLM
 from tests.server.conftest import Serve
+from tests.server.live import CuttingRelay
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -165,3 +166,29 @@ def test_new_conversation_starts_an_empty_thread(serve: Serve, page: Page) -> No
     assert second and second != first
     assert page.locator("#thread .turn").count() == 0
     page.wait_for_function("document.querySelectorAll('#conversation-list li').length === 2")
+
+
+def test_the_page_resumes_an_answer_after_the_network_drops(serve: Serve, page: Page) -> None:
+    import httpx
+
+    from tests.metrics import value
+
+    tokens = 120
+    server = serve(llm=EndlessLLM(delay_s=0.02, limit=tokens))
+    relay = CuttingRelay(server.url)  # the browser reaches the server through it
+    ask(page, relay.url, "Who won Super Bowl 50?")
+    page.wait_for_function("document.querySelector('#answer').innerText.length > 20")
+    page.context.set_offline(True)  # new requests fail at once...
+    relay.drop()  # ...and the open connection goes, as on a train entering a tunnel
+    page.wait_for_function("document.querySelector('#timings').innerText.includes('reconnecting')")
+    time.sleep(0.5)  # away for ~25 tokens' time: the server goes on meanwhile
+    page.context.set_offline(False)
+    page.wait_for_function(
+        "document.querySelector('#timings').innerText.startsWith('retrieval')", timeout=30_000
+    )
+    assert page.inner_text("#answer").strip() == " ".join(f"t{n}" for n in range(tokens))
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).content
+    route = "/v1/answers/{answer_id}/events"
+    assert value(metrics, "rag_http_requests_total", route=route, method="GET", status="200") >= 1
+    assert value(metrics, "rag_answers_total", outcome="done") == 1
+    relay.close()

@@ -5,11 +5,8 @@ missing; the grace period, explicit cancel, expiry, the cap and the API key."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,65 +19,10 @@ from rag.llm.mock import MockLLM
 from tests.fakes import EndlessLLM
 from tests.metrics import value
 from tests.server.conftest import Serve
-from tests.server.live import LiveServer
+from tests.server.live import CuttingRelay, LiveServer
 
 ASK = "/v1/ask"
 QUESTION = {"question": "Who won Super Bowl 50?", "resumable": True}
-
-
-class CuttingRelay:
-    """A TCP relay to `upstream` that forwards each response's first `cut` bytes, then closes
-    both sides (None: everything); `received` keeps the bytes forwarded, per connection."""
-
-    def __init__(self, upstream: str) -> None:
-        host, port = upstream.removeprefix("http://").split(":")
-        self.upstream = (host, int(port))
-        self.cut: int | None = None
-        self.received: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
-            self.received.append(b"")
-            response = (server, client, self.cut, len(self.received) - 1)
-            threading.Thread(target=self._pipe, args=response, daemon=True).start()
-
-    def _pipe(
-        self,
-        source: socket.socket,
-        sink: socket.socket,
-        cut: int | None = None,
-        slot: int | None = None,
-    ) -> None:
-        sent = bytearray()
-        try:
-            while cut is None or len(sent) < cut:
-                data = source.recv(65536)
-                if not data:
-                    break
-                data = data if cut is None else data[: cut - len(sent)]
-                sink.sendall(data)
-                sent += data
-                if slot is not None:
-                    self.received[slot] = bytes(sent)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-                end.close()
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @dataclass
