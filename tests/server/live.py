@@ -98,6 +98,7 @@ class CuttingRelay:
         host, port = upstream.removeprefix("http://").split(":")
         self.upstream = (host, int(port))
         self.cut: int | None = None
+        self.cuts: list[int] = []  # for the next connections, one each, before `cut`
         self.received: list[bytes] = []
         self.open: set[socket.socket] = set()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -114,7 +115,8 @@ class CuttingRelay:
             self.open |= {client, server}
             threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
             self.received.append(b"")
-            response = (server, client, self.cut, len(self.received) - 1)
+            cut = self.cuts.pop(0) if self.cuts else self.cut
+            response = (server, client, cut, len(self.received) - 1)
             threading.Thread(target=self._pipe, args=response, daemon=True).start()
 
     def _pipe(

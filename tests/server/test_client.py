@@ -120,3 +120,25 @@ def test_a_server_of_another_dialect_is_named_not_a_traceback(
             err = capsys.readouterr().err
             assert err.startswith(f"error: {server.url} is not a rag server")
             assert len(err.strip().splitlines()) == 1
+
+
+def test_a_dropped_connection_is_resumed_and_the_answer_printed_once(
+    serve: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.server.live import CuttingRelay
+
+    server = serve(llm=MockLLM(delay_s=0.01, reply="Denver beat Carolina 24 to 10 in Santa Clara."))
+    relay = CuttingRelay(server.url)
+    assert main(["ask", QUESTION, "--url", relay.url, "--json"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    headers_end = relay.received[0].index(b"\r\n\r\n") + 4
+    for cut in (headers_end + 10, headers_end + 400, headers_end + 1200):  # sources, tokens
+        relay.cuts = [cut, headers_end + 150]  # the first reconnect is cut too
+        assert main(["ask", QUESTION, "--url", relay.url, "--json"]) == 0, cut
+        resumed = json.loads(capsys.readouterr().out)
+        assert resumed["answer"] == whole["answer"]
+        assert whole["answer"].startswith("Denver beat Carolina 24 to 10 in Santa Clara.")
+        assert resumed["sources"] == whole["sources"]
+        assert not resumed["cancelled"]
+    assert len(relay.received) == 1 + 3 * 3  # each question: the POST and two reconnects
+    relay.close()
