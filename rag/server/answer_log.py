@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 from rag.answer import Error, Event
 from rag.errors import AnswerNotFound
@@ -68,7 +68,7 @@ class KeptAnswer:
         self._news.set()
         self._news = asyncio.Event()
 
-    async def follow(self, after: int = 0) -> AsyncIterator[tuple[int, Event]]:
+    async def follow(self, after: int = 0) -> AsyncGenerator[tuple[int, Event], None]:
         """(number, event) for each event after number `after`, then the live ones as they are
         logged, until the last. While a follower reads, the answer is not stopped."""
         self._attach()

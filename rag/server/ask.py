@@ -10,6 +10,7 @@ before the first byte, with a status code; after it, only an `error` event can s
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,8 +33,9 @@ NDJSON = "application/x-ndjson"
 
 
 async def ndjson_stream(kept: KeptAnswer) -> AsyncIterator[str]:
-    async for _, event in kept.follow():
-        yield dumps(message(event)) + "\n"
+    async with contextlib.aclosing(kept.follow()) as events:
+        async for _, event in events:
+            yield dumps(message(event)) + "\n"
 
 
 @router.post(

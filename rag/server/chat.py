@@ -13,6 +13,7 @@ failure after the start is a chunk `{"error": {...}}`, then `[DONE]` (as vLLM do
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -71,19 +72,23 @@ async def chunk_stream(
         data = dumps({**head, "choices": [choice], **extra})
         return ServerSentEvent(data=data, id=f"{kept.id}:{number}")
 
-    async for number, event in kept.follow():
-        match event:
-            case Sources():
-                yield chunk(number, {"role": "assistant", "content": ""}, sources=event.to_json())
-            case Token():
-                yield chunk(number, {"content": event.text})
-            case Done():
-                yield chunk(number, {}, finish_reason(event, max_tokens))
-                if include_usage:
-                    usage_only = {**head, "choices": [], "usage": usage(event)}
-                    yield ServerSentEvent(data=dumps(usage_only))
-            case Error():
-                yield ServerSentEvent(data=dumps(error_object(event)), id=f"{kept.id}:{number}")
+    async with contextlib.aclosing(kept.follow()) as events:
+        async for number, event in events:
+            match event:
+                case Sources():
+                    yield chunk(
+                        number, {"role": "assistant", "content": ""}, sources=event.to_json()
+                    )
+                case Token():
+                    yield chunk(number, {"content": event.text})
+                case Done():
+                    yield chunk(number, {}, finish_reason(event, max_tokens))
+                    if include_usage:
+                        usage_only = {**head, "choices": [], "usage": usage(event)}
+                        yield ServerSentEvent(data=dumps(usage_only))
+                case Error():
+                    failed = dumps(error_object(event))
+                    yield ServerSentEvent(data=failed, id=f"{kept.id}:{number}")
     yield ServerSentEvent(data="[DONE]")
 
 

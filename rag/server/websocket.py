@@ -9,6 +9,7 @@ With `RAG_API_KEY` set, the key comes in the `Authorization: Bearer` header or, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from rag.answer import Error
 from rag.errors import RagError
 from rag.server.access import request_id
+from rag.server.answer_log import new_answer_id
 from rag.server.conversations import ask_in_conversation
 from rag.server.events import message
 from rag.server.schemas import AskRequest
@@ -97,15 +99,19 @@ async def answer_one(
         return
     try:
         body = AskRequest.model_validate({k: v for k, v in item.items() if k != "type"})
-        _, events = await ask_in_conversation(service, body, cancel=cancel, request_id=named)
+        answer_id = new_answer_id()
+        _, events = await ask_in_conversation(
+            service, body, cancel=cancel, request_id=named, answer_id=answer_id
+        )
     except ValidationError as err:
         await websocket.send_json(message(Error(readable(err), named)))
         return
     except RagError as err:
         await websocket.send_json(message(Error(str(err), named)))
         return
-    try:
-        async for event in events:
+    # kept like /v1/ask's answers: DELETE /v1/answers/{id} stops it too (the same cancel flag
+    # as the `cancel` message), and a client that leaves stops it within a token
+    kept = service.answers.start(answer_id, events, cancel, grace_s=0.0)
+    async with contextlib.aclosing(kept.follow()) as followed:
+        async for _, event in followed:
             await websocket.send_json(message(event))
-    finally:
-        await events.aclose()

@@ -273,3 +273,22 @@ def test_chat_chunks_carry_the_answer_id_and_numbers(serve: Serve) -> None:
     ids = [line[3:].strip() for line in response.text.splitlines() if line.startswith("id:")]
     assert ids == [f"{answer_id}:{n}" for n in range(1, len(ids) + 1)]
     assert f'"id":"chatcmpl-{answer_id}"' in response.text
+
+
+def test_a_websocket_answer_is_kept_and_cancelled_the_same_way(serve: Serve) -> None:
+    from websockets.sync.client import connect
+
+    server = serve(llm=EndlessLLM(delay_s=0.01))
+    with connect(f"{server.ws_url}/v1/ws") as ws, httpx.Client(base_url=server.url) as client:
+        ws.send(json.dumps({"question": "Who won?"}))
+        while json.loads(ws.recv(timeout=10))["type"] != "token":
+            pass
+        ws.send(json.dumps({"type": "cancel"}))
+        while (last := json.loads(ws.recv(timeout=10)))["type"] == "token":
+            pass
+        assert last["type"] == "done" and last["cancelled"] is True
+        replay = Read()
+        with client.stream("GET", f"/v1/answers/{last['answer_id']}/events") as response:
+            read_sse(response, replay)
+        name, data = replay.events[-1][1:]
+        assert (name, data["answer_id"], data["cancelled"]) == ("done", last["answer_id"], True)
