@@ -10,7 +10,8 @@ clients, llama.cpp, the overhead over a minimal StreamingResponse, REST vs SSE v
 `generation` (llama.cpp through our backend vs `llama_cpp.Llama` directly), `builds` (llama.cpp
 wheels built with other options, side by side: only with --build-wheel) and `reliability`
 (soak, burst, random disconnects, the burst through `hey`, faults, hostile bodies), `metrics`
-(the soak with Prometheus metrics on and scraped vs off). Writes
+(the soak with Prometheus metrics on and scraped vs off), `resume` (what the kept answer log
+costs: memory per answer, per event, and live against the commit before it). Writes
 DIR/results.json, DIR/RESULTS.md and PNG plots (default: benchmarks/); with --only, the other
 sections already in results.json are kept. --quick (a few minutes) runs 3 articles, 10k
 chunks, a short streaming run with the mock LLM and a tenth of the reliability run, for the
@@ -33,6 +34,7 @@ from bench import (
     plots,
     postgres,
     reliability,
+    resume,
     retrieval,
     scale,
     streaming,
@@ -48,6 +50,7 @@ SECTIONS = (
     "builds",
     "reliability",
     "metrics",
+    "resume",
     "postgres",
 )
 
@@ -122,6 +125,8 @@ def main() -> None:
         results["reliability"] = reliability.run(quick=args.quick)
     if "metrics" in wanted:
         results["metrics"] = metrics.run(quick=args.quick)
+    if "resume" in wanted:
+        results["resume"] = resume.run(quick=args.quick)
     if "postgres" in wanted:
         results["postgres"] = postgres.run(
             args.dataset,
@@ -175,6 +180,8 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
         parts.append(reliability.render(results["reliability"]))
     if "metrics" in results:
         parts.append(metrics.render(results["metrics"]))
+    if "resume" in results:
+        parts.append(resume.render(results["resume"]))
     if "postgres" in results:
         parts.append(postgres.render(results["postgres"]))
     return "\n".join(parts)

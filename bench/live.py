@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -23,10 +24,13 @@ def free_port() -> int:
 
 class ServerProcess:
     """`python -m rag serve` with `env` over this process's environment and more `args` (e.g.
-    `--workers 2`), entered once `/readyz` answers 200; exit stops it."""
+    `--workers 2`), run in `cwd` (another checkout's `rag` is imported from there), entered
+    once `/readyz` answers 200; exit stops it."""
 
-    def __init__(self, env: dict[str, str], *args: str, timeout_s: float = 120) -> None:
-        self.env, self.args, self.timeout_s = env, args, timeout_s
+    def __init__(
+        self, env: dict[str, str], *args: str, timeout_s: float = 120, cwd: Path = ROOT
+    ) -> None:
+        self.env, self.args, self.timeout_s, self.cwd = env, args, timeout_s, cwd
 
     @property
     def pid(self) -> int:
@@ -38,7 +42,7 @@ class ServerProcess:
         command = [sys.executable, "-m", "rag", "serve", "--port", str(port)]
         self.process = subprocess.Popen(
             [*command, "--log-level", "warning", *self.args],
-            cwd=ROOT,
+            cwd=self.cwd,
             env={**os.environ, "HF_HUB_OFFLINE": "1", **self.env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -55,6 +55,9 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert sum(run["failed"] for run in cost["runs"]["off"] + cost["runs"]["on"]) == 0
     assert all(run["scrapes"] >= 1 for run in cost["runs"]["on"])
     assert 0.5 < cost["median_ratio"]["requests_per_s"] < 2
+    resume = results["resume"]
+    assert 1000 < resume["kept_answer_bytes"] < 100_000
+    assert "error" in resume["live"] or resume["live"]["log"]["gaps_ms"]["p50"] > 0
     postgres = results["postgres"]
     faiss, pgvector = (postgres["stores"]["rows"][s]["modes"] for s in ("faiss", "pgvector"))
     assert abs(faiss["dense"]["recall"]["5"] - pgvector["dense"]["recall"]["5"]) <= 0.01

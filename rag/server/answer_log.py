@@ -127,6 +127,7 @@ async def _produce(kept: KeptAnswer, events: AsyncGenerator[Event, None]) -> Non
         with contextlib.suppress(BaseException):
             await events.aclose()
         kept.end()
+        kept.task = None  # nothing left to cancel; an ended answer keeps only its events
 
 
 class AnswerBook:
