@@ -218,13 +218,8 @@ class Settings:
     cors_origins: str = field(
         default="", metadata={"help": "comma-separated origins allowed by CORS (none: no CORS)"}
     )
-    metrics: bool = field(
-        default=True, metadata={"help": "serve Prometheus metrics at /metrics (0: off)"}
-    )
-    metrics_public: bool = field(
-        default=False,
-        metadata={"help": "with an API key set, /metrics needs no key (for a scraper)"},
-    )
+    metrics: bool = field(default=True, metadata={"help": "Prometheus metrics at /metrics"})
+    metrics_public: bool = field(default=False, metadata={"help": "/metrics needs no API key"})
     upload_dir: Path = field(
         default=Path("uploads"), metadata={"help": "folder for files sent to /v1/documents"}
     )
@@ -344,16 +339,12 @@ def _parse(name: str, default: object, raw: str) -> object:
         if word not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
             raise UsageError(f"RAG_{name.upper()} must be 1 or 0 (true or false), got {raw!r}")
         return word in {"1", "true", "yes", "on"}
-    if isinstance(default, int):
+    if isinstance(default, int | float):
         try:
-            return int(raw)
+            return type(default)(raw)
         except ValueError:
-            raise UsageError(f"RAG_{name.upper()} must be a whole number, got {raw!r}") from None
-    if isinstance(default, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise UsageError(f"RAG_{name.upper()} must be a number, got {raw!r}") from None
+            what = "a whole number" if isinstance(default, int) else "a number"
+            raise UsageError(f"RAG_{name.upper()} must be {what}, got {raw!r}") from None
     if isinstance(default, Path):
         return Path(raw)
     return raw
