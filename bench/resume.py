@@ -108,6 +108,65 @@ def per_event_us(events: int = 20_000) -> dict[str, float]:
     return {name: round(1e6 * min(v) / events, 2) for name, v in times.items()}
 
 
+class TimedWrites:
+    """A shared log that times each batch written (the mirror's cost)."""
+
+    def __init__(self, shared: Any) -> None:
+        self.shared = shared
+        self.seconds: list[float] = []
+        self.events = 0
+
+    def record(self, answer_id: str, events: Any, ended: bool) -> bool:
+        started = time.perf_counter()
+        asked = bool(self.shared.record(answer_id, events, ended))
+        self.seconds.append(time.perf_counter() - started)
+        self.events += len(events)
+        return asked
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shared, name)
+
+
+def mirror_cost(answers: int, tokens: int = 48, token_s: float = DELAY_MS / 1000) -> dict[str, Any]:
+    """Answers of `tokens` tokens, one every `token_s`, kept with a PostgreSQL log (pgserver):
+    how many writes each answer takes (batched every `BATCH_S`) and how long a write takes."""
+    from bench.postgres import postgres
+    from rag.answer import Token
+    from rag.server.answer_log import AnswerBook, new_answer_id
+    from rag.server.answer_mirror import BATCH_S
+    from rag.settings import Settings
+    from rag.stores.pgvector import PostgresStore
+
+    async def answer(book: AnswerBook) -> None:
+        async def produce() -> AsyncGenerator[Any, None]:
+            for n in range(tokens):
+                await asyncio.sleep(token_s)
+                yield Token(f" t{n}")
+
+        kept = book.start(new_answer_id(), produce(), threading.Event(), 0.0)
+        async for _ in kept.follow():
+            pass
+        while book.mirroring:  # the last batch
+            await asyncio.sleep(0.01)
+
+    with postgres() as url:
+        store = PostgresStore(Settings(store="pgvector", database_url=url))
+        store.version()  # creates the tables
+        timed = TimedWrites(store.shared_answers())
+        for _ in range(answers):
+            asyncio.run(answer(AnswerBook(10, 60, timed)))
+        store.close()
+    return {
+        "answers": answers,
+        "tokens": tokens,
+        "batch_s": BATCH_S,
+        "writes_per_answer": round(len(timed.seconds) / answers, 1),
+        "events_per_write": round(timed.events / max(1, len(timed.seconds)), 2),
+        "write_ms_p50": round(1000 * percentile(timed.seconds, 0.5), 2),
+        "write_ms_p99": round(1000 * percentile(timed.seconds, 0.99), 2),
+    }
+
+
 def baseline_checkout(folder: Path) -> Path | None:
     """`BASELINE` checked out under `folder` (None when git or the commit is not there)."""
     target = folder / "baseline"
@@ -169,6 +228,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "kept_answer_bytes": round(memory_per_answer(text, 50 if quick else KEPT)),
         "source_chars": len(text),
         "per_event_us": per_event_us(2000 if quick else 20_000),
+        "mirror": mirror_cost(2 if quick else 20),
         "baseline": BASELINE,
         "mock_delay_ms": DELAY_MS,
     }
@@ -205,6 +265,15 @@ def render(r: dict[str, Any]) -> str:
         f"kept answer against {r['per_event_us']['direct']} µs from a plain async generator "
         f"(against {r['mock_delay_ms']} ms between tokens here, 25-30 ms with Gemma on 2 cores).",
     ]
+    if "mirror" in r:
+        m = r["mirror"]
+        lines.append(
+            f"- Shared through PostgreSQL (the pgvector store, so any worker can replay): "
+            f"{m['answers']} answers of {m['tokens']} tokens at {r['mock_delay_ms']} ms each "
+            f"took {m['writes_per_answer']} writes per answer ({m['events_per_write']} events "
+            f"per write, batched every {1000 * m['batch_s']:g} ms), {m['write_ms_p50']} ms "
+            f"p50 / {m['write_ms_p99']} ms p99 per write, off the event loop."
+        )
     live = r.get("live", {})
     if "error" in live:
         return "\n".join([*lines, f"- Live: not run: {live['error']}.", ""])

@@ -176,3 +176,38 @@ class Store(Protocol):
     def conversations(self) -> ConversationStore:
         """The conversations kept beside this index."""
         ...
+
+    def shared_answers(self) -> SharedAnswers | None:
+        """Where every server process can replay an answer another produced (None: only the
+        producing process keeps it)."""
+        ...
+
+
+Numbered = tuple[int, str, Any]  # an answer's event: its number, kind and JSON body
+
+
+class SharedAnswers(Protocol):
+    """Kept answers' events where every worker of every server reads them, so a reconnect may
+    land anywhere (`rag/server/answer_log.py` keeps them in memory and mirrors them here)."""
+
+    def record(self, answer_id: str, events: Sequence[Numbered], ended: bool) -> bool:
+        """Add events (numbers continue the answer's), mark it ended; True when a cancel of it
+        was asked meanwhile."""
+        ...
+
+    def read(self, answer_id: str, after: int) -> tuple[list[Numbered], bool] | None:
+        """The events after number `after` and whether the answer ended (None: no such
+        answer); the reader counts as present, for the producer's grace period."""
+        ...
+
+    def cancel(self, answer_id: str) -> bool | None:
+        """Ask the producer to cancel; False when it already ended, None when unknown."""
+        ...
+
+    def read_within(self, answer_id: str, seconds: float) -> bool:
+        """Someone read the answer in the last `seconds`."""
+        ...
+
+    def prune(self, ttl_s: float, keep: int) -> None:
+        """Drop ended answers older than `ttl_s`, then the oldest ended past `keep`."""
+        ...

@@ -49,14 +49,16 @@ def test_the_schema_is_created_once_and_its_version_recorded(pg: Settings) -> No
 
 def test_a_database_of_the_first_schema_gains_the_conversation_tables(pg: Settings) -> None:
     """A database made by the release before conversations (schema version 1) is brought up to
-    date when a newer program opens it: its index stays, the new tables appear."""
+    date when a newer program opens it: its index stays, the new tables (conversations, kept
+    answers) appear."""
     PostgresStore(pg).version()
     options = PostgresStore(pg).options()
     with psycopg.connect(pg.database_url, **options) as conn:
-        conn.execute("DROP TABLE rag_turns, rag_conversations")
+        conn.execute("DROP TABLE rag_answer_events, rag_answers, rag_turns, rag_conversations")
         conn.execute("DELETE FROM rag_schema WHERE version > 1")
     store = PostgresStore(pg)
     assert store.conversations().page(10, 0) == ([], 0)
+    assert store.shared_answers().read("0" * 32, 0) is None
     applied = query(pg, "SELECT version FROM rag_schema ORDER BY version")
     assert applied == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     store.close()
@@ -245,3 +247,38 @@ def test_a_malformed_database_url_is_a_usage_error(settings: Settings) -> None:
     bad = settings.replace(store="pgvector", database_url="notaurl")
     with pytest.raises(UsageError, match="not a PostgreSQL connection string"):
         PostgresStore(bad)
+
+
+def test_kept_answers_are_shared_through_the_database(pg: Settings) -> None:
+    """What one process writes of an answer, another reads; a cancel asked by one reaches the
+    writer at its next batch; ended answers are pruned past their time and the cap."""
+    store, elsewhere = PostgresStore(pg), PostgresStore(pg)
+    writer, reader = store.shared_answers(), elsewhere.shared_answers()
+    first = "a" * 32
+    assert reader.read(first, 0) is None and reader.cancel(first) is None
+    sources = [{"number": 1, "text": "Denver won"}]
+    assert (
+        writer.record(first, [(1, "sources", sources), (2, "token", {"text": "Den"})], False)
+        is False
+    )
+    assert reader.read(first, 0) == (
+        [(1, "sources", sources), (2, "token", {"text": "Den"})],
+        False,
+    )
+    assert reader.read(first, 1) == ([(2, "token", {"text": "Den"})], False)
+    assert reader.read_within(first, 5.0) and not reader.read_within("b" * 32, 5.0)
+    assert reader.cancel(first) is True
+    assert writer.record(first, [(3, "token", {"text": "ver"})], False) is True  # asked: stop
+    writer.record(first, [(4, "done", {"cancelled": True})], True)
+    assert reader.read(first, 3) == ([(4, "done", {"cancelled": True})], True)
+    assert reader.cancel(first) is False  # ended already
+    for n in range(3):
+        writer.record(f"{n:032d}", [(1, "token", {"text": "x"})], True)
+    writer.prune(ttl_s=3600, keep=2)  # four ended: the oldest two go
+    assert reader.read(first, 0) is None and reader.read(f"{0:032d}", 0) is None
+    assert reader.read(f"{2:032d}", 0) is not None
+    time.sleep(0.05)
+    writer.prune(ttl_s=0.01, keep=100)
+    assert reader.read(f"{2:032d}", 0) is None
+    store.close()
+    elsewhere.close()

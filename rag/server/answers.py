@@ -2,7 +2,9 @@
 connection, or cancelled. `GET .../events` answers SSE like `/v1/ask`: the events after the one
 named by `Last-Event-ID` (`<answer id>:<number>`, as each event's `id:` gave it) or `?after=N`,
 then the live ones until the last, each exactly once. `DELETE` stops the generation: the answer
-ends with `done`, `cancelled: true`, and replays so.
+ends with `done`, `cancelled: true`, and replays so. With the pgvector store either works on any
+worker of any server (`answer_mirror.py`); with the folder store, on the worker that produced
+the answer.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ async def replay(
     after: Annotated[int | None, Query(ge=0, le=MAX_EVENTS)] = None,
     last_event_id: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    kept = service.answers.get(answer_id)
+    kept = await service.answers.find(answer_id)
     start = after_of(kept.id, last_event_id, after)
     shutdown = anyio.Event()
     return sse_response(numbered_sse(kept, start), service, shutdown, {ANSWER_HEADER: kept.id})
@@ -65,5 +67,5 @@ async def replay(
 
 @router.delete("/v1/answers/{answer_id}", summary="Cancel an answer being generated")
 async def cancel(answer_id: str, service: ServiceDep) -> dict[str, Any]:
-    kept = service.answers.get(answer_id)
-    return {"answer_id": kept.id, "cancelled": kept.stop()}
+    kept = await service.answers.find(answer_id)
+    return {"answer_id": kept.id, "cancelled": await kept.stop()}

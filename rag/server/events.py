@@ -22,6 +22,7 @@ from rag.answer import Done, Error, Event, Prepared, Sources, Token
 from rag.errors import RagError
 from rag.metrics import Metrics
 from rag.server.answer_log import KeptAnswer
+from rag.server.answer_mirror import RemoteAnswer
 from rag.server.pool import Ticket
 from rag.server.service import Service
 
@@ -158,7 +159,9 @@ def sse_response(
     )
 
 
-async def numbered_sse(kept: KeptAnswer, after: int = 0) -> AsyncIterator[ServerSentEvent]:
+async def numbered_sse(
+    kept: KeptAnswer | RemoteAnswer, after: int = 0
+) -> AsyncIterator[ServerSentEvent]:
     """A kept answer's events after number `after` as SSE, each with the `id:` a reconnecting
     client sends back as `Last-Event-ID` (`<answer id>:<number>`)."""
     async for number, event in kept.follow(after):

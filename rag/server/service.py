@@ -73,7 +73,9 @@ class Service:
             settings.generation_timeout_s,
             watcher=self.metrics,
         )
-        self.answers = AnswerBook(settings.resume_max_answers, settings.resume_ttl_s)
+        self.answers = AnswerBook(
+            settings.resume_max_answers, settings.resume_ttl_s, self.store.shared_answers()
+        )
         self.llm_error: str | None = None
         self.index_error: str | None = "not loaded yet"
         self._answerer: Answerer | None = None

@@ -138,6 +138,9 @@ class FolderStore:
     def conversations(self) -> SqliteConversations:
         return SqliteConversations(self.settings.index_dir, limits(self.settings))
 
+    def shared_answers(self) -> None:
+        return None  # one machine: the answer stays in the memory of the process producing it
+
 
 class FolderWriter:
     """A new version from the previous one: fresh chunks with their vectors, the others' rows

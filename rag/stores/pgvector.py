@@ -39,6 +39,7 @@ from rag.corpus import (
 )
 from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable, UsageError
 from rag.settings import IndexType, Settings
+from rag.stores.pgvector_answers import PostgresAnswers
 from rag.stores.pgvector_conversations import PostgresConversations
 from rag.stores.pgvector_sql import (
     CONNECT_TIMEOUT_S,
@@ -172,6 +173,9 @@ class PostgresStore:
 
     def conversations(self) -> PostgresConversations:
         return PostgresConversations(self.connection, limits(self.settings))
+
+    def shared_answers(self) -> PostgresAnswers:
+        return PostgresAnswers(self.connection)
 
     def close(self) -> None:
         with self._pool_lock:

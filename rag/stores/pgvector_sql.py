@@ -85,6 +85,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (conversation, number)
     );
     """,
+    """
+    CREATE TABLE rag_answers (
+        id text PRIMARY KEY,
+        created double precision NOT NULL,
+        ended double precision,
+        cancel boolean NOT NULL DEFAULT false,
+        read_at double precision NOT NULL DEFAULT 0
+    );
+    CREATE TABLE rag_answer_events (
+        answer text NOT NULL REFERENCES rag_answers (id) ON DELETE CASCADE,
+        number integer NOT NULL,
+        kind text NOT NULL,
+        body jsonb NOT NULL,
+        PRIMARY KEY (answer, number)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # advisory locks (database-wide, hence named by schema): migrations, and one ingest at a time

@@ -4,6 +4,7 @@ going away is a 503 with the reason, then noticed again when it returns."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -170,3 +171,73 @@ def test_api_workers_without_a_model_start_faster_on_onnx_than_torch(
     onnx = min(start("onnx") for _ in range(2))
     torch = start("torch")
     assert onnx < 0.6 * torch, (onnx, torch)
+
+
+def test_an_answer_resumes_and_is_cancelled_through_another_server(shared: Settings) -> None:
+    from tests.server.test_resume import Read, read_sse
+
+    env = env_of(shared, RAG_MOCK_TOKEN_DELAY_MS="30")
+    question = {"question": "Who won Super Bowl 50?", "resumable": True}
+    with (
+        ServerProcess(env) as first,
+        ServerProcess(env) as second,
+        httpx.Client(base_url=first.url, timeout=30) as one,
+        httpx.Client(base_url=second.url, timeout=30) as other,
+    ):
+        whole = Read()
+        with one.stream("POST", "/v1/ask", json=question) as response:
+            read_sse(response, whole)
+        got = Read()
+        with one.stream("POST", "/v1/ask", json=question) as response:
+            lines = response.iter_lines()
+            read_sse(response, got, itertools.takewhile(lambda _: got.text().count(" ") < 3, lines))
+        rest = Read(answer_id=got.answer_id)  # the reconnect lands on the other server
+        headers = {"Last-Event-ID": str(got.last_id)}
+        with other.stream("GET", f"/v1/answers/{got.answer_id}/events", headers=headers) as r:
+            assert r.status_code == 200
+            read_sse(r, rest)
+        numbers = got.numbers() + rest.numbers()
+        assert numbers == list(range(1, len(numbers) + 1))
+        assert got.text() + rest.text() == whole.text()
+        assert rest.events[-1][1] == "done" and rest.events[-1][2]["answer_id"] == got.answer_id
+        live = Read()
+        with one.stream("POST", "/v1/ask", json=question) as response:
+            lines = response.iter_lines()
+            read_sse(response, live, itertools.takewhile(lambda _: not live.text(), lines))
+            stopped = other.delete(f"/v1/answers/{live.answer_id}")
+            assert stopped.json() == {"answer_id": live.answer_id, "cancelled": True}
+            read_sse(response, live, lines)
+        assert live.events[-1][1] == "done" and live.events[-1][2]["cancelled"] is True
+        assert live.text() != whole.text()  # stopped before its end
+        assert other.get("/v1/answers/" + "0" * 32 + "/events").status_code == 404
+
+
+def test_a_follower_on_another_server_keeps_a_resumable_answer_going(shared: Settings) -> None:
+    """The producing server sees nobody of its own after the disconnect; a follower reading
+    through another server counts as present, so the grace period does not stop the answer."""
+    from tests.server.test_resume import Read, read_sse
+
+    env = env_of(shared, RAG_MOCK_TOKEN_DELAY_MS="60", RAG_RESUME_GRACE_S="0.5")
+    question = {"question": "Who won Super Bowl 50?", "resumable": True}
+    with (
+        ServerProcess(env) as first,
+        ServerProcess(env) as second,
+        httpx.Client(base_url=first.url, timeout=30) as one,
+        httpx.Client(base_url=second.url, timeout=30) as other,
+    ):
+        got = Read()
+        with one.stream("POST", "/v1/ask", json=question) as response:
+            lines = response.iter_lines()
+            read_sse(response, got, itertools.takewhile(lambda _: not got.text(), lines))
+        started = time.monotonic()
+        rest = Read(answer_id=got.answer_id)
+        with other.stream(
+            "GET",
+            f"/v1/answers/{got.answer_id}/events",
+            headers={"Last-Event-ID": str(got.last_id)},
+        ) as response:
+            read_sse(response, rest)
+        assert time.monotonic() - started > 1.0  # the answer went on well past the grace
+        assert rest.events[-1][1] == "done", rest.events[-1]
+        numbers = got.numbers() + rest.numbers()
+        assert numbers == list(range(1, len(numbers) + 1))
