@@ -28,10 +28,12 @@ def test_every_route_but_health_needs_the_key(serve: Serve) -> None:
             "/v1/conversations",
             "/v1/conversations/{conversation_id}",
             "/metrics",
+            "/v1/answers/{answer_id}/events",
+            "/v1/answers/{answer_id}",
         }
         for template, methods in guarded.items():
             path = template.replace("{document_id}", "uploads/x.md")
-            path = path.replace("{conversation_id}", "0" * 32)
+            path = path.replace("{conversation_id}", "0" * 32).replace("{answer_id}", "0" * 32)
             for method in methods:
                 for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}]:
                     response = client.request(method, path, headers=headers)
