@@ -292,3 +292,16 @@ def test_a_websocket_answer_is_kept_and_cancelled_the_same_way(serve: Serve) -> 
             read_sse(response, replay)
         name, data = replay.events[-1][1:]
         assert (name, data["answer_id"], data["cancelled"]) == ("done", last["answer_id"], True)
+
+
+def test_a_failed_answer_replays_as_it_failed(serve: Serve) -> None:
+    server = serve(llm=MockLLM(fail_after=2))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        live = Read()
+        with client.stream("POST", ASK, json={"question": "Who won?"}) as response:
+            read_sse(response, live)
+        replay = Read()
+        with client.stream("GET", f"/v1/answers/{live.answer_id}/events") as response:
+            read_sse(response, replay)
+    assert [name for _, name, _ in live.events] == ["sources", "token", "token", "error"]
+    assert replay.events == live.events  # the same events, ids and all
