@@ -28,8 +28,9 @@ def add_parser(
         parents=[common],
         help="serve the HTTP API (SSE, NDJSON, WebSocket, OpenAI-compatible)",
         description="Serve the index over HTTP with uvicorn: POST /v1/ask, "
-        "/v1/chat/completions, /v1/documents, /v1/ws, /healthz, /readyz; docs at /docs. "
-        "Every RAG_* setting applies (see README).",
+        "/v1/chat/completions, /v1/answers (resume, cancel), /v1/conversations, /v1/documents, "
+        "/v1/ws, /healthz, /readyz, /metrics (Prometheus); docs at /docs. Every RAG_* setting "
+        "applies (see README).",
     )
     serve.add_argument("--host", default=None, help="address (default 127.0.0.1; $RAG_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000; $RAG_PORT)")
