@@ -1,12 +1,12 @@
-"""Ingestion benchmark (a section of `python -m bench`): on the articles of a SQuAD file
-written out as .md files, our full ingest vs the bare `SentenceTransformer.encode` of the same
-chunk texts (the physical limit) vs a plain LangChain pipeline (RecursiveCharacterTextSplitter +
-HuggingFaceEmbeddings + FAISS.from_documents) vs LlamaIndex (VectorStoreIndex +
-HuggingFaceEmbedding), all with the same MiniLM model, batch size and threads; then our
-re-ingest with nothing changed and with one file changed (the peers have no incremental path:
-they redo the full run). Each contender runs in its own process, so peak RSS is its own; the
-model is loaded and warmed up before the clock starts, for all of them. Repeats alternate the
-order; medians are reported with min and max.
+"""Ingestion benchmark (a section of `python -m bench`): on the articles of a SQuAD file written
+out as .md files, our full ingest (which embeds each chunk's sentences) vs the bare
+`SentenceTransformer.encode` of the same chunk texts (what whole-chunk vectors cost) vs a plain
+LangChain pipeline (RecursiveCharacterTextSplitter + HuggingFaceEmbeddings +
+FAISS.from_documents) vs LlamaIndex (VectorStoreIndex + HuggingFaceEmbedding), all with the same
+MiniLM model, batch size and threads; then our re-ingest with nothing changed and with one file
+changed (the peers have no incremental path: they redo the full run). Each contender runs in its
+own process, so peak RSS is its own; the model is loaded and warmed up before the clock starts,
+for all of them. Repeats alternate the order; medians are reported with min and max.
 """
 
 from __future__ import annotations
@@ -322,7 +322,7 @@ def render(results: dict[str, Any]) -> str:
         "",
     ]
     names = {
-        "encode": "bare `SentenceTransformer.encode` of our chunk texts (the limit)",
+        "encode": "bare `SentenceTransformer.encode` of our chunk texts (whole-chunk vectors)",
         "ours": "ours: `rag ingest` (load, chunk, embed, FAISS, write)",
         "langchain": "LangChain: splitter + HuggingFaceEmbeddings + FAISS.from_documents",
         "llamaindex": "LlamaIndex: VectorStoreIndex.from_documents + HuggingFaceEmbedding",

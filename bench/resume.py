@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 
 from bench import ROOT
+from bench.baseline import checkout, ingest
 from bench.live import ServerProcess
 from bench.report import percentile, table
 from bench.streaming import DELAY_MS, QUESTIONS, build_index, one_stream
@@ -167,19 +167,6 @@ def mirror_cost(answers: int, tokens: int = 48, token_s: float = DELAY_MS / 1000
     }
 
 
-def baseline_checkout(folder: Path) -> Path | None:
-    """`BASELINE` checked out under `folder` (None when git or the commit is not there)."""
-    target = folder / "baseline"
-    done = subprocess.run(
-        ["git", "worktree", "add", "--detach", str(target), BASELINE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return target if done.returncode == 0 else None
-
-
 async def one_round(url: str, n: int) -> dict[str, list[float]]:
     firsts: list[float] = []
     gaps: list[float] = []
@@ -192,7 +179,11 @@ async def one_round(url: str, n: int) -> dict[str, list[float]]:
     return {"first_token_ms": firsts, "gaps_ms": gaps}
 
 
-def live(index: Path, baseline: Path, rounds: int, per_round: int) -> dict[str, Any]:
+def live(
+    index: Path, old_index: Path, baseline: Path, rounds: int, per_round: int
+) -> dict[str, Any]:
+    """The same questions to this checkout's server and the baseline's, each on an index its
+    own code built, in alternating rounds."""
     env = {"RAG_LLM": "mock", "RAG_MOCK_TOKEN_DELAY_MS": str(DELAY_MS)}
     runs: dict[str, dict[str, list[float]]] = {
         "today": {"first_token_ms": [], "gaps_ms": []},
@@ -200,7 +191,7 @@ def live(index: Path, baseline: Path, rounds: int, per_round: int) -> dict[str, 
     }
     old = {**env, "PYTHONPATH": str(baseline)}
     with (
-        ServerProcess(old, "--index", str(index), cwd=baseline) as before,
+        ServerProcess(old, "--index", str(old_index), cwd=baseline) as before,
         ServerProcess(env, "--index", str(index)) as now,
     ):
         with httpx.Client(timeout=30) as client:  # which code each one runs, checked
@@ -232,21 +223,16 @@ def run(quick: bool = False) -> dict[str, Any]:
         "baseline": BASELINE,
         "mock_delay_ms": DELAY_MS,
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        baseline = baseline_checkout(Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp, checkout(BASELINE, Path(tmp)) as baseline:
         if baseline is None:
             result["live"] = {"error": f"git could not check out {BASELINE} here"}
             return result
-        try:
-            index = Path(tmp) / "index"
-            build_index(ROOT / "data", index)
-            rounds, per_round = (2, 6) if quick else (ROUNDS, QUESTIONS_PER_ROUND)
-            result["live"] = live(index, baseline, rounds, per_round)
-            result["rounds"], result["questions_per_round"] = rounds, per_round
-        finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=False
-            )
+        index, old_index = Path(tmp) / "index", Path(tmp) / "old-index"
+        build_index(ROOT / "data", index)
+        ingest(ROOT / "data", old_index, code=baseline)  # an index format it reads
+        rounds, per_round = (2, 6) if quick else (ROUNDS, QUESTIONS_PER_ROUND)
+        result["live"] = live(index, old_index, baseline, rounds, per_round)
+        result["rounds"], result["questions_per_round"] = rounds, per_round
     return result
 
 

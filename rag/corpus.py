@@ -47,6 +47,7 @@ class IndexInfo:
     index_type: IndexType  # the vector index: FAISS flat or HNSW; pgvector's is HNSW
     files: dict[str, FileEntry]
     n_chunks: int
+    sentence_vectors: bool = False  # each chunk's sentences have vectors (older indexes: not)
 
 
 @dataclass
@@ -90,6 +91,8 @@ class Change:
     removed: Sequence[str]
     rebuild: bool  # everything is new: the previous content goes in the same step
     moved: Sequence[str] = ()  # unchanged documents whose file is now elsewhere (its entry says)
+    sentences: dict[str, NDArray[np.float32]] = field(default_factory=dict)  # by chunk id, a row
+    # per `rag.sentences.sentence_spans` of its text
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class Candidates:
     dense: dict[int, float] = field(default_factory=dict)  # cosine, from the vector search
     lexical: dict[int, float] = field(default_factory=dict)  # BM25 / full-text rank
     cosine: dict[int, float] = field(default_factory=dict)  # every candidate, given a vector
+    sentence: dict[int, float] = field(default_factory=dict)  # its best sentence's cosine, same
     chunks: dict[int, Chunk] = field(default_factory=dict)
     vectors: dict[int, NDArray[np.float32]] = field(default_factory=dict)  # when asked
 
@@ -130,8 +134,10 @@ class Corpus(Protocol):
         ...
 
     def candidates(self, query: CandidateQuery) -> Candidates:
-        """Up to `query.pool` chunks from each side asked for; cosines of all of them when a
-        vector is given; their stored vectors when asked."""
+        """Up to `query.pool` chunks from the lexical side, and on the dense side the `pool`
+        nearest chunks and those holding the `2 x pool` nearest sentences; the cosines of all of
+        them (chunk and best sentence) when a vector is given; their stored vectors when
+        asked."""
         ...
 
 

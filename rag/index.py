@@ -6,6 +6,7 @@ chunks. The index knows rows only; which chunk a row is lives in the store besid
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,12 @@ class FaissIndex:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.asarray(self._index.reconstruct_n(0, self.size), dtype=np.float32)
 
-    def reconstruct(self, rows: list[int]) -> NDArray[np.float32]:
+    def reconstruct(self, rows: Sequence[int] | NDArray[np.int64]) -> NDArray[np.float32]:
         """The stored vectors of some rows, in the order given."""
-        return np.stack([self._index.reconstruct(int(row)) for row in rows]).astype(np.float32)
+        keys = np.asarray(rows, dtype=np.int64)
+        if len(keys) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.asarray(self._index.reconstruct_batch(keys), dtype=np.float32)
 
     def save(self, path: Path) -> None:
         import faiss

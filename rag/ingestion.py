@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
+from rag.chunk_vectors import embed_chunks
 from rag.chunks import Chunk, Chunker
 from rag.corpus import Change, FileEntry, IndexInfo, IndexWriter, IngestReport, Store
 from rag.documents import (
@@ -29,13 +29,9 @@ from rag.documents import (
     discover,
     parse_document,
 )
-from rag.embeddings import Embedder, Vectors
+from rag.embeddings import Embedder
 from rag.errors import DocumentError, IndexError_, IndexNotFound, UsageError
 from rag.settings import Settings
-
-# Texts per call to the embedder: large enough that length-sorted batches pad little, small
-# enough for a lively progress bar.
-EMBED_SLICE = 512
 
 
 @dataclass
@@ -85,16 +81,17 @@ def ingest(
             report.seconds = time.perf_counter() - started
             return report  # nothing to write (nor an empty index for a mistyped path)
         fresh = [chunk for chunks in plan.new_chunks.values() for chunk in chunks]
-        vectors = embed_all([c.text for c in fresh], embedder, progress)
+        vectors = embed_chunks(fresh, embedder, progress)
         report.n_embedded = len(fresh)
         written = writer.write(
             Change(
                 info=_index_info(embedder, settings, plan),
                 fresh=plan.new_chunks,
-                vectors=dict(zip((c.id for c in fresh), vectors, strict=True)),
+                vectors={c.id: v.chunk for c, v in zip(fresh, vectors, strict=True)},
                 removed=tuple(report.removed),
                 rebuild=not reusable,
                 moved=moved,
+                sentences={c.id: v.sentences for c, v in zip(fresh, vectors, strict=True)},
             )
         )
         report.version, report.n_chunks, report.wrote = written.version, written.n_chunks, True
@@ -112,6 +109,7 @@ def _index_info(embedder: Embedder, settings: Settings, plan: Plan) -> IndexInfo
         index_type=settings.index_type,
         files=dict(sorted(plan.entries.items())),
         n_chunks=sum(entry.n_chunks for entry in plan.entries.values()),
+        sentence_vectors=True,
     )
 
 
@@ -274,6 +272,11 @@ def rebuild_reason(manifest: IndexInfo, settings: Settings, embedder: Embedder) 
             f"{settings.chunk_size_tokens}/{settings.chunk_overlap_tokens} tokens (size/overlap): "
             "re-chunking and re-embedding every file"
         )
+    if not m.sentence_vectors:
+        return (
+            "the index predates sentence vectors (retrieval now also scores each chunk by its "
+            "best sentence): re-embedding every file once"
+        )
     return None
 
 
@@ -328,18 +331,6 @@ def _skip(
         plan.reused.add(candidate.source)
         reason += "; its previously ingested version is kept"
     report.skipped.append(Skipped(str(candidate.path), reason))
-
-
-def embed_all(texts: list[str], embedder: Embedder, progress: bool = False) -> Vectors:
-    """Embed in slices of similar length (less padding), in the original order."""
-    out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-    with tqdm(total=len(texts), desc="embedding", unit="chunk", disable=not progress) as bar:
-        for start in range(0, len(order), EMBED_SLICE):
-            rows = order[start : start + EMBED_SLICE]
-            out[rows] = embedder.embed([texts[i] for i in rows])
-            bar.update(len(rows))
-    return out
 
 
 def default_progress() -> bool:

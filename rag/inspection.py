@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag.retrieval import Hit, Retriever
-from rag.stores.folder import StoredIndex
+from rag.stores.folder_version import StoredIndex
 
 
 def project_2d(vectors: NDArray[np.float32]) -> NDArray[np.float32]:

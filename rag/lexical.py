@@ -1,8 +1,10 @@
 """Chunks -> a BM25 index (bm25s: sparse matrices, English stop words, Snowball stemming).
 
 Each chunk is indexed with its document title in front, so a question naming the subject finds
-passages that only imply it. Saved beside the vectors with bm25s' own numpy/JSON files
-(`allow_pickle=False` on both sides).
+passages that only imply it. k1 is 0.1 instead of the usual 1.2-1.5: a question names each
+thing once, so whether a chunk holds a rare word matters more than how often it repeats it
+(chosen on squad-dev-a articles 1-12, see `rag/retrieval.py`). Saved beside the vectors with
+bm25s' own numpy/JSON files (`allow_pickle=False` on both sides).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
+K1 = 0.1  # term frequency saturates at once (see above); b stays 0.75
+B = 0.75
+
+
 def lexical_text(chunk: Chunk) -> str:
     return f"{chunk.title}\n{chunk.text}"
 
@@ -37,7 +43,7 @@ class LexicalIndex:
     def build(cls, chunks: Sequence[Chunk]) -> LexicalIndex:
         import bm25s
 
-        retriever = bm25s.BM25()
+        retriever = bm25s.BM25(k1=K1, b=B)
         if chunks:
             tokens = bm25s.tokenize(
                 [lexical_text(c) for c in chunks],

@@ -1,13 +1,18 @@
 """A question -> the best chunks of the index: dense (vectors), lexical (BM25 or PostgreSQL
 full-text search), or both fused. The store (`rag.corpus`) finds the candidates; ranking is here.
 
-Hybrid fuses the two by relative score fusion (as Weaviate does): each side's scores are
-scaled to [0, 1] over its candidates (cosine: min to max; BM25: divided by the best), and the
-fused score is 0.3 x dense + 0.7 x BM25. Against weighted reciprocal-rank fusion (the previous
-default) it ranks the answer first far more often (recall@1 0.755 -> 0.806 on half of the
-squad-dev-a articles, where the weight was chosen; 0.788 -> 0.823 on the other half), which is
-what a prompt of one or two sources needs. Optional: a minimum score and MMR re-ranking for
-diversity.
+A chunk is scored by its best sentence as well as by the whole, because the prompt reads one
+source and the answer is one sentence of it. The dense score is 0.3 x the chunk's cosine + 0.7 x
+its best sentence's (every sentence has a vector: `rag.chunk_vectors`). The lexical score is
+0.5 x BM25 + 0.5 x the best sentence's share of the question's words and close word pairs
+(`rag.proximity`), each divided by its best.
+
+Hybrid fuses the two by relative score fusion (as Weaviate does): each side scaled to [0, 1]
+over its candidates (dense: min to max; lexical: divided by the best), then 0.4 x dense + 0.6 x
+lexical. On squad-dev-a (articles 1-12 to choose, 13-24 to confirm), recall@1 went from 0.755
+with weighted reciprocal-rank fusion to 0.806 with whole-chunk score fusion, and to 0.86 with
+the sentence scores (benchmarks/RESULTS.md): what a prompt of one source needs. Optional: a
+minimum score and MMR re-ranking for diversity.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ from rag.conversation import SearchContext
 from rag.corpus import CandidateQuery, Candidates, Corpus
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatch, UsageError
+from rag.proximity import Proximity
 from rag.settings import RetrievalMode
 
 Mode = RetrievalMode
 MODES: tuple[str, ...] = get_args(Mode)
-DENSE_WEIGHT = 0.3
+DENSE_WEIGHT = 0.4  # hybrid: dense against lexical
+SENTENCE_WEIGHT = 0.7  # dense: the best sentence's cosine against the chunk's
+PROXIMITY_WEIGHT = 0.5  # lexical: the best sentence's words and pairs against BM25
 CONTEXT_MIX = 0.5  # a follow-up's vector: its own plus this much of its earlier questions'
 VECTORS_KEPT = 4096  # question vectors kept for the follow-ups that come after them
 MAX_TOP_K = 100
@@ -40,9 +48,9 @@ MAX_TOP_K = 100
 @dataclass(frozen=True)
 class Hit:
     rank: int
-    score: float  # the mode's own score: cosine (dense), BM25, or the fused score (hybrid, 0-1)
+    score: float  # the mode's own score: dense score, BM25, or the fused score (hybrid, 0-1)
     chunk: Chunk
-    dense_score: float | None = None  # cosine of question and chunk, when computed
+    dense_score: float | None = None  # cosines: 0.3 x the chunk's + 0.7 x its best sentence's
     bm25_score: float | None = None  # None: the chunk shares no term with the question
 
     def to_json(self) -> dict[str, Any]:
@@ -81,6 +89,7 @@ class Retriever:
         self._embedder = embedder
         self._dense_weight = dense_weight
         self._vectors = VectorCache(self._embedder)
+        self._proximity = Proximity()
 
     def search(
         self,
@@ -92,14 +101,14 @@ class Retriever:
         mmr_lambda: float | None = None,
         context: SearchContext | None = None,
     ) -> list[Hit]:
-        """The `k` best chunks. `min_score` drops hits below it, compared with the cosine in
-        dense and hybrid modes and with the BM25 score in bm25 mode. `mmr_lambda` in [0, 1]
-        re-ranks for diversity (1 = pure relevance). With a `context` of weight > 0 (a follow-up,
-        `rag.conversation.search_context`), the query is also searched read with the earlier
-        questions: its vector plus `CONTEXT_MIX` times theirs (each question's vector is kept
-        from when it was asked, so this costs no encoder pass in a conversation), its words
-        after theirs; the two rankings are fused, each scaled by its best, the second weighted
-        `context.weight`."""
+        """The `k` best chunks. `min_score` drops hits below it, compared with the dense score
+        (`Hit.dense_score`, a cosine) in dense and hybrid modes and with the BM25 score in bm25
+        mode. `mmr_lambda` in [0, 1] re-ranks for diversity (1 = pure relevance). With a
+        `context` of weight > 0 (a follow-up, `rag.conversation.search_context`), the query is
+        also searched read with the earlier questions: its vector plus `CONTEXT_MIX` times
+        theirs (each question's vector is kept from when it was asked, so this costs no encoder
+        pass in a conversation), its words after theirs; the two rankings are fused, each scaled
+        by its best, the second weighted `context.weight`."""
         if not query.strip():
             raise UsageError("the question is empty")
         if not 1 <= k <= MAX_TOP_K:
@@ -123,13 +132,14 @@ class Retriever:
         found, ranked = rankings[0]
         if context is not None and len(rankings) > 1:
             found, ranked = _fuse_rankings(rankings, context.weight)
+        dense = dense_scores(found)
         if min_score is not None:
-            own = found.lexical if mode == "bm25" else found.cosine
+            own = found.lexical if mode == "bm25" else dense
             ranked = [(key, s) for key, s in ranked if own.get(key, -1e9) >= min_score]
         if mmr_lambda is not None and vector is not None:
             ranked = self._mmr(ranked, found.vectors, vector, k, mmr_lambda)
         return [
-            Hit(rank, score, found.chunks[key], found.cosine.get(key), found.lexical.get(key))
+            Hit(rank, score, found.chunks[key], dense.get(key), found.lexical.get(key))
             for rank, (key, score) in enumerate(ranked[:k], start=1)
         ]
 
@@ -165,27 +175,32 @@ class Retriever:
             with_vectors=with_vectors,
         )
         found = self.index.candidates(query)
-        return found, self._rank(mode, found.dense, found.lexical)
+        return found, self._rank(mode, found, text, pool)
 
-    def _rank(
-        self, mode: Mode, dense: dict[int, float], lexical: dict[int, float]
-    ) -> list[tuple[int, float]]:
+    def _rank(self, mode: Mode, found: Candidates, text: str, pool: int) -> list[tuple[int, float]]:
+        """The candidates in `mode`'s order: the `pool` best of the dense side by dense score,
+        the lexical side by BM25, or both fused with the candidates' sentence proximity."""
+        scores = dense_scores(found)
+        dense = dict(best({key: scores[key] for key in found.dense}, pool))
         if mode == "dense":
-            return sorted(dense.items(), key=lambda rs: -rs[1])
+            return best(dense)
         if mode == "bm25":
-            return sorted(lexical.items(), key=lambda rs: -rs[1])
+            return best(found.lexical)
         # relative score fusion: each side's scores scaled to [0, 1] within its candidates (a
         # chunk the other side did not return counts as that side's 0), then weighted
         fused: dict[int, float] = {}
         if dense:
             low, high = min(dense.values()), max(dense.values())
-            for row, cosine in dense.items():
-                fused[row] = self._dense_weight * (cosine - low) / ((high - low) or 1.0)
-        if lexical:
-            top = max(lexical.values()) or 1.0
-            for row, score in lexical.items():
-                fused[row] = fused.get(row, 0.0) + (1 - self._dense_weight) * score / top
-        return sorted(fused.items(), key=lambda rs: -rs[1])
+            for row, score in dense.items():
+                fused[row] = self._dense_weight * (score - low) / ((high - low) or 1.0)
+        lexical = found.lexical
+        close = self._proximity.scores(text, {k: found.chunks[k] for k in dense.keys() | lexical})
+        for side, weight in ((lexical, 1 - PROXIMITY_WEIGHT), (close, PROXIMITY_WEIGHT)):
+            top = max(side.values(), default=0.0) or 1.0
+            for row, score in side.items():
+                share = (1 - self._dense_weight) * weight * score / top
+                fused[row] = fused.get(row, 0.0) + share
+        return best(fused)
 
     def _mmr(
         self,
@@ -213,6 +228,20 @@ class Retriever:
         return [ranked[i] for i in chosen]
 
 
+def dense_scores(found: Candidates) -> dict[int, float]:
+    """Each candidate's dense score: `SENTENCE_WEIGHT` x its best sentence's cosine + the rest x
+    its own (an index without sentence vectors: its own alone)."""
+    return {
+        key: (1 - SENTENCE_WEIGHT) * cosine + SENTENCE_WEIGHT * found.sentence.get(key, cosine)
+        for key, cosine in found.cosine.items()
+    }
+
+
+def best(scores: dict[int, float], n: int | None = None) -> list[tuple[int, float]]:
+    """(key, score) pairs, best first, the first `n` of them (all: None)."""
+    return sorted(scores.items(), key=lambda ks: -ks[1])[:n]
+
+
 def _fuse_rankings(
     rankings: list[tuple[Candidates, list[tuple[int, float]]]], context_weight: float
 ) -> tuple[Candidates, list[tuple[int, float]]]:
@@ -227,7 +256,8 @@ def _fuse_rankings(
             fused[key] = fused.get(key, 0.0) + weight * score / top
         merged.chunks.update(found.chunks)
         merged.vectors.update(found.vectors)
-        for mine, theirs in ((merged.cosine, found.cosine), (merged.lexical, found.lexical)):
+        sides = ((merged.cosine, found.cosine), (merged.lexical, found.lexical))
+        for mine, theirs in (*sides, (merged.sentence, found.sentence)):
             for key, value in theirs.items():
                 mine[key] = max(value, mine.get(key, value))
     return merged, sorted(fused.items(), key=lambda rs: -rs[1])

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_BOUNDARY = re.compile(rf"{_SENTENCE.pattern}|\n+")
 WORD = re.compile(r"\w+")
 STOP_WORDS = frozenset(
     [
@@ -65,6 +66,24 @@ def split_sentences(text: str) -> list[str]:
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     folded = " ".join(" ".join(lines).split())
     return [s for s in _SENTENCE.split(folded) if s.strip()]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Where the sentences of `text` are, as (start, end) character offsets: a sentence ends at
+    . ! or ? before a capital or digit, or at a line break (a heading or list item is one). Each
+    span is a sentence of a chunk with its own vector (`rag.chunk_vectors`).
+
+    >>> sentence_spans("# Title\\nIt rained. Then, at 5 p.m., it stopped!")
+    [(0, 7), (8, 18), (19, 47)]
+    """
+    spans, start = [], 0
+    for boundary in _BOUNDARY.finditer(text):
+        if text[start : boundary.start()].strip():
+            spans.append((start, boundary.start()))
+        start = boundary.end()
+    if text[start:].strip():
+        spans.append((start, len(text)))
+    return spans or [(0, len(text))]
 
 
 class SentenceScorer:

@@ -38,6 +38,9 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert len(ingestion["runs"]["llamaindex"]) == 1  # the second peer ran (or the run failed)
     retrieval = results["retrieval"]["rows"]
     assert set(retrieval) >= {"ours, dense", "ours, bm25", "ours, hybrid"}
+    before = results["retrieval"]["before"]  # the commit before sentence scores, run here too
+    assert f"before ({before['commit']}), hybrid" in retrieval, before
+    assert before["index_mb"]["now"] > before["index_mb"]["before"] > 0  # + sentence vectors
     for name, row in retrieval.items():  # the peers ran here, or say why not
         assert "recall" in row or name.startswith(("LangChain", "LlamaIndex")), (name, row)
         if "recall" in row:

@@ -24,7 +24,7 @@ from rag.ingestion import ingest
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.stores.pgvector import PostgresStore, redacted
-from rag.stores.pgvector_sql import SCHEMA_VERSION
+from rag.stores.pgvector_schema import SCHEMA_VERSION
 from tests.conftest import ROOT, OwnPostgres, postgres_settings, write_corpus
 
 
@@ -54,7 +54,9 @@ def test_a_database_of_the_first_schema_gains_the_conversation_tables(pg: Settin
     PostgresStore(pg).version()
     options = PostgresStore(pg).options()
     with psycopg.connect(pg.database_url, **options) as conn:
-        conn.execute("DROP TABLE rag_answer_events, rag_answers, rag_turns, rag_conversations")
+        conn.execute(
+            "DROP TABLE rag_sentences, rag_answer_events, rag_answers, rag_turns, rag_conversations"
+        )
         conn.execute("DELETE FROM rag_schema WHERE version > 1")
     store = PostgresStore(pg)
     assert store.conversations().page(10, 0) == ([], 0)

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from rag.embeddings import HashingEmbedder
+from rag.embeddings import HashingEmbedder, make_embedder
 from rag.errors import IndexMismatch, UsageError
 from rag.ingestion import ingest
 from rag.retrieval import Retriever
+from rag.sentences import sentence_spans
 from rag.settings import Settings
 from rag.stores import make_store
-from tests.conftest import write_corpus
+from tests.conftest import ROOT, write_corpus
 
 DOCS = {
     "rockets.md": "# Apollo\n\nThe Saturn V rocket launched the Apollo missions to the Moon.",
@@ -105,3 +108,95 @@ def test_empty_index_returns_nothing(tmp_path: Path, stored: Settings) -> None:
     (tmp_path / "empty").mkdir()  # an empty folder makes an empty index (a missing one, none)
     ingest([tmp_path / "empty"], stored, HashingEmbedder(), store=chosen)
     assert Retriever(chosen.open(), HashingEmbedder()).search("q", 3) == []
+
+
+LONG = {
+    "long.md": "# Stadium\n\nThe stadium opened in 2014. It seats 68,500 people. Parking is "
+    "free on weekdays. The roof was never built.\n\nTickets cost forty dollars.",
+    "short.md": "# Rockets\n\nThe Saturn V rocket launched the Apollo missions.",
+}
+
+
+def test_a_dense_score_is_the_chunk_and_its_best_sentence(tmp_path: Path, stored: Settings) -> None:
+    """Each store keeps every sentence's vector: a hit's dense score is 0.3 x the cosine of the
+    chunk (the unit mean of its sentences' vectors) + 0.7 x the best sentence's, computed here
+    by hand from the embedder."""
+    chosen = make_store(stored)
+    embedder = HashingEmbedder()
+    ingest([write_corpus(tmp_path / "docs", LONG)], stored, embedder, store=chosen)
+    question = "How many people does the stadium seat?"
+    hits = Retriever(chosen.open(), embedder).search(question, 5, mode="dense")
+    assert sources(hits)[0] == "long.md"
+    query = embedder.embed([question])[0]
+    for hit in hits:
+        text = hit.chunk.text
+        sentences = embedder.embed([text[a:b] for a, b in sentence_spans(text)])
+        mean = sentences.sum(axis=0) / np.linalg.norm(sentences.sum(axis=0))
+        expected = 0.3 * float(mean @ query) + 0.7 * float((sentences @ query).max())
+        assert hit.dense_score == pytest.approx(expected, abs=1e-5)
+        assert hit.score == hit.dense_score
+
+
+def test_an_index_without_sentence_vectors_still_answers_and_is_rebuilt(
+    tmp_path: Path, stored: Settings
+) -> None:
+    """An index written before sentence vectors (folder format 2; a database without them)
+    answers from its chunk vectors, and the next ingest re-embeds everything with the reason."""
+    docs = write_corpus(tmp_path / "docs", LONG)
+    ingest([docs], stored, HashingEmbedder(), store=make_store(stored))
+    forget_sentence_vectors(stored)
+    index = make_store(stored).open()
+    assert not index.manifest.sentence_vectors
+    hits = Retriever(index, HashingEmbedder()).search("stadium seats", 2, mode="dense")
+    assert sources(hits)[0] == "long.md" and hits[0].dense_score is not None
+    report = ingest([docs], stored, HashingEmbedder(), store=make_store(stored))
+    assert report.rebuild_reason and "predates sentence vectors" in report.rebuild_reason
+    assert report.n_embedded == report.n_chunks
+    assert make_store(stored).open().manifest.sentence_vectors
+
+
+def forget_sentence_vectors(stored: Settings) -> None:
+    """Make the index look as the release before sentence vectors wrote it."""
+    if stored.store == "pgvector":
+        import psycopg
+
+        from rag.stores.pgvector import PostgresStore
+
+        with psycopg.connect(stored.database_url, **PostgresStore(stored).options()) as conn:
+            conn.execute("DELETE FROM rag_sentences")
+            conn.execute("DELETE FROM rag_meta WHERE key = 'sentence_vectors'")
+        return
+    folder = stored.index_dir / (stored.index_dir / "CURRENT").read_text().strip()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name in ("sentences.faiss", "sentence_starts.npy"):
+        (folder / name).unlink()
+        del manifest["checksums"][name]
+    manifest["format_version"] = 2
+    del manifest["sentence_vectors"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("Which team won Super Bowl 50?", "Denver won"),
+        ("Who was named MVP of Super Bowl 50?", "Von Miller was named Super Bowl MVP"),
+    ],
+)
+def test_the_readme_questions_rank_the_answer_first(
+    sample_index: Retriever, question: str, answer: str
+) -> None:
+    """The README's example questions over `data/` with the real model: the first source, the
+    one the default prompt reads, holds the answer (the MVP question used to rank a chunk about
+    BBC radio first and the answer outside the top 5)."""
+    first = sample_index.search(question, 5)[0]
+    assert answer in first.chunk.text, first.chunk.text[:200]
+
+
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory: pytest.TempPathFactory) -> Retriever:
+    settings = Settings(index_dir=tmp_path_factory.mktemp("sample") / "index")
+    embedder = make_embedder(settings)
+    ingest([ROOT / "data"], settings, embedder)
+    return Retriever(make_store(settings).open(), embedder)

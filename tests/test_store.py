@@ -5,6 +5,7 @@ import pickletools
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.embeddings import HashingEmbedder
@@ -29,14 +30,24 @@ def test_missing_index_says_how_to_make_one(tmp_path: Path) -> None:
 def test_files_on_disk_are_json_and_faiss_never_pickle(corpus: Path, settings: Settings) -> None:
     version = built(corpus, settings)
     names = sorted(p.name for p in version.iterdir())
-    assert names == ["bm25", "chunks.jsonl", "manifest.json", "vectors.faiss"]
+    assert names == [
+        "bm25",
+        "chunks.jsonl",
+        "manifest.json",
+        "sentence_starts.npy",
+        "sentences.faiss",
+        "vectors.faiss",
+    ]
     assert (
         sorted(p.suffix for p in (version / "bm25").iterdir()) == [".json", ".json"] + [".npy"] * 3
     )
     json.loads((version / "manifest.json").read_text())
     for line in (version / "chunks.jsonl").read_text().splitlines():
         json.loads(line)
-    assert (version / "vectors.faiss").read_bytes()[:4] == b"IxFI"  # faiss.write_index's own format
+    for name in ("vectors.faiss", "sentences.faiss"):  # faiss.write_index's own format
+        assert (version / name).read_bytes()[:4] == b"IxFI"
+    starts = np.load(version / "sentence_starts.npy", allow_pickle=False)
+    assert starts.dtype == np.int64 and starts[0] == 0 and (np.diff(starts) >= 1).all()
     for path in settings.index_dir.rglob("*"):
         if path.is_file():
             head = path.read_bytes()[:2]

@@ -7,6 +7,7 @@ one writer at a time (a lock file). No pickle anywhere.
       v<ns>/chunks.jsonl   one chunk per line, in FAISS row order
       v<ns>/vectors.faiss  the FAISS index (faiss.write_index)
       v<ns>/bm25/          the BM25 index (bm25s' numpy arrays and JSON)
+      v<ns>/sentences.faiss, sentence_starts.npy   the chunks' sentences (folder_sentences.py)
       .lock                held by the one process writing
       conversations.sqlite3  the conversations a server keeps (sqlite_conversations.py)
 
@@ -24,9 +25,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,11 +33,8 @@ from numpy.typing import NDArray
 from rag.chunks import Chunk
 from rag.conversation import limits
 from rag.corpus import (
-    CandidateQuery,
-    Candidates,
     Change,
     Corpus,
-    FileEntry,
     IndexInfo,
     IndexWriter,
     Written,
@@ -48,67 +44,16 @@ from rag.index import FaissIndex
 from rag.lexical import LexicalIndex
 from rag.settings import IndexType, Settings
 from rag.stores.durable import flush, fsync_path, sha256_of
+from rag.stores.folder_sentences import SentenceRows
+from rag.stores.folder_version import FORMAT_VERSION, READABLE, Manifest, StoredIndex
 from rag.stores.sqlite_conversations import SqliteConversations
 
-FORMAT_VERSION = 2
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
 CHUNKS = "chunks.jsonl"
 VECTORS = "vectors.faiss"
 LEXICAL = "bm25"
 TEMP_PREFIX = ".tmp-"
-
-
-@dataclass(frozen=True)
-class Manifest(IndexInfo):
-    """The folder format's manifest.json: what the index reports, plus its own bookkeeping."""
-
-    format_version: int = FORMAT_VERSION
-    created_at: str = ""
-    checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Manifest:
-        files = {k: FileEntry(**v) for k, v in data.pop("files").items()}
-        return cls(files=files, **data)
-
-
-@dataclass
-class StoredIndex:
-    """One loaded version: its manifest, its chunks in row order, their vectors and BM25 index."""
-
-    version: str
-    manifest: Manifest
-    chunks: list[Chunk]
-    vectors: FaissIndex
-    lexical: LexicalIndex
-
-    def candidates(self, query: CandidateQuery) -> Candidates:
-        """The `Corpus` seam: keys are FAISS row numbers."""
-        vector, pool = query.vector, query.pool
-        found = Candidates()
-        if self.vectors.size == 0:
-            return found
-        if query.dense and vector is not None:
-            scores, rows = self.vectors.search(vector[None, :], pool)
-            pairs = zip(scores[0], rows[0], strict=True)
-            found.dense = {int(r): float(s) for s, r in pairs if r >= 0}
-        if query.lexical:
-            scores, rows = self.lexical.search(query.text, pool)
-            found.lexical = {int(r): float(s) for s, r in zip(scores, rows, strict=True)}
-        keys = list(found.dense | found.lexical)
-        found.chunks = {key: self.chunks[key] for key in keys}
-        found.cosine = dict(found.dense)
-        missing = [key for key in keys if key not in found.dense]
-        if vector is not None and missing:  # chunks only the lexical side found
-            cosines = self.vectors.reconstruct(missing) @ vector
-            found.cosine.update(zip(missing, cosines.tolist(), strict=True))
-        if query.with_vectors and keys:
-            found.vectors = dict(zip(keys, self.vectors.reconstruct(keys), strict=True))
-        return found
 
 
 class FolderStore:
@@ -157,31 +102,41 @@ class FolderWriter:
         return self._previous.manifest
 
     def write(self, change: Change) -> Written:
-        chunks, vectors = self._rows(change)
-        index = FaissIndex.build(vectors, change.info.dimension, change.info.index_type)
-        info = {f.name: getattr(change.info, f.name) for f in dataclasses.fields(IndexInfo)}
-        manifest = Manifest(**{**info, "n_chunks": len(chunks)})
-        version = save(self.index_dir, manifest, chunks, index, LexicalIndex.build(chunks))
+        info, kind = change.info, change.info.index_type
+        chunks, vectors, sentences = self._rows(change)
+        index = FaissIndex.build(vectors, info.dimension, kind)
+        fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(IndexInfo)}
+        manifest = Manifest(**{**fields, "n_chunks": len(chunks)})
+        rows = SentenceRows.build(sentences, info.dimension, kind)
+        version = save(self.index_dir, manifest, chunks, index, LexicalIndex.build(chunks), rows)
         return Written(version, len(chunks))
 
-    def _rows(self, change: Change) -> tuple[list[Chunk], NDArray[np.float32]]:
-        """All chunks of the new version in (source, chunk number) order, with their vectors."""
+    def _rows(
+        self, change: Change
+    ) -> tuple[list[Chunk], NDArray[np.float32], list[NDArray[np.float32]]]:
+        """All chunks of the new version in (source, chunk number) order, with their vectors
+        and their sentences' vectors (a chunk without them: its own vector stands for its one
+        sentence)."""
         rows = {
-            chunk.id: (chunk, change.vectors[chunk.id])
+            chunk.id: (chunk, change.vectors[chunk.id], change.sentences.get(chunk.id))
             for chunks in change.fresh.values()
             for chunk in chunks
         }
         kept = set(change.info.files) - set(change.fresh)
-        if kept and self._previous is not None:
-            old_vectors = self._previous.vectors.vectors()
-            for row, chunk in enumerate(self._previous.chunks):
+        previous = self._previous
+        if kept and previous is not None:
+            old_vectors = previous.vectors.vectors()
+            for row, chunk in enumerate(previous.chunks):
                 if chunk.source in kept:
-                    rows[chunk.id] = (chunk, old_vectors[row])
-        ordered = sorted(rows.values(), key=lambda cv: (cv[0].source, cv[0].chunk_no))
-        chunks = [chunk for chunk, _ in ordered]
+                    mine = previous.sentences.of_chunk(row) if previous.sentences else None
+                    rows[chunk.id] = (chunk, old_vectors[row], mine)
+        ordered = sorted(rows.values(), key=lambda row: (row[0].source, row[0].chunk_no))
+        chunks = [chunk for chunk, _, _ in ordered]
         if not ordered:
-            return chunks, np.zeros((0, change.info.dimension), dtype=np.float32)
-        return chunks, np.stack([vector for _, vector in ordered]).astype(np.float32)
+            return chunks, np.zeros((0, change.info.dimension), dtype=np.float32), []
+        vectors = np.stack([vector for _, vector, _ in ordered]).astype(np.float32)
+        sentences = [v[None, :] if s is None else s for _, v, s in ordered]
+        return chunks, vectors, sentences
 
 
 def load(index_dir: Path) -> StoredIndex:
@@ -196,7 +151,7 @@ def load(index_dir: Path) -> StoredIndex:
         raise IndexCorrupt(f"{pointer} names a missing version {version!r}")
     try:
         raw = json.loads((folder / MANIFEST).read_text())
-        if raw.get("format_version") != FORMAT_VERSION:
+        if raw.get("format_version") not in READABLE:
             raise IndexCorrupt(
                 f"index format {raw.get('format_version')} in {folder} is not {FORMAT_VERSION}: "
                 "re-ingest into a new folder"
@@ -212,6 +167,7 @@ def load(index_dir: Path) -> StoredIndex:
             chunks = [Chunk.from_json(json.loads(line)) for line in lines]
         vectors = FaissIndex.load(folder / VECTORS, manifest.index_type)
         lexical = LexicalIndex.load(folder / LEXICAL, manifest.n_chunks)
+        sentences = SentenceRows.load(folder, manifest.index_type)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:
         raise IndexCorrupt(f"cannot read the index in {folder}: {err}") from None
     if not len(chunks) == vectors.size == manifest.n_chunks:
@@ -219,11 +175,13 @@ def load(index_dir: Path) -> StoredIndex:
             f"index in {folder} is inconsistent: {len(chunks)} chunks, {vectors.size} vectors, "
             f"manifest says {manifest.n_chunks}"
         )
+    if sentences is not None and sentences.n_chunks != manifest.n_chunks:
+        raise IndexCorrupt(f"sentence vectors in {folder} do not match its chunks")
     if vectors.dimension != manifest.dimension:
         raise IndexCorrupt(
             f"vectors in {folder} have dimension {vectors.dimension}, not {manifest.dimension}"
         )
-    return StoredIndex(version, manifest, chunks, vectors, lexical)
+    return StoredIndex(version, manifest, chunks, vectors, lexical, sentences)
 
 
 def save(
@@ -232,13 +190,14 @@ def save(
     chunks: list[Chunk],
     vectors: FaissIndex,
     lexical: LexicalIndex,
+    sentences: SentenceRows,
 ) -> str:
     """Write a new version and make it live atomically; returns its name. Hold `lock()` first.
     A failure to write (permissions, a full disk) leaves the live version as it was."""
     version = f"v{time.time_ns()}"
     temp = index_dir / f"{TEMP_PREFIX}{version}"
     try:
-        return _write(index_dir, version, temp, manifest, chunks, vectors, lexical)
+        return _write(index_dir, version, temp, manifest, chunks, vectors, lexical, sentences)
     except OSError as err:
         shutil.rmtree(temp, ignore_errors=True)
         raise cannot_write(index_dir, err) from None
@@ -261,6 +220,7 @@ def _write(
     chunks: list[Chunk],
     vectors: FaissIndex,
     lexical: LexicalIndex,
+    sentences: SentenceRows,
 ) -> str:
     index_dir.mkdir(parents=True, exist_ok=True)
     temp.mkdir()
@@ -270,6 +230,7 @@ def _write(
         flush(out)
     vectors.save(temp / VECTORS)
     lexical.save(temp / LEXICAL)
+    sentences.save(temp)
     written = sorted(p.relative_to(temp).as_posix() for p in temp.rglob("*") if p.is_file())
     for name in written:
         fsync_path(temp / name)

@@ -41,6 +41,7 @@ from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable, UsageError
 from rag.settings import IndexType, Settings
 from rag.stores.pgvector_answers import PostgresAnswers
 from rag.stores.pgvector_conversations import PostgresConversations
+from rag.stores.pgvector_schema import migrate
 from rag.stores.pgvector_sql import (
     CONNECT_TIMEOUT_S,
     EF_SEARCH,
@@ -48,7 +49,6 @@ from rag.stores.pgvector_sql import (
     candidates_sql,
     configure,
     delete_file,
-    migrate,
     read_epoch,
     read_manifest,
     replace_file,
@@ -226,14 +226,18 @@ class PostgresWriter:
             with conn.transaction():
                 reset(conn, change.info)
                 for source, chunks in change.fresh.items():
-                    replace_file(conn, source, entries[source], chunks, change.vectors)
+                    replace_file(
+                        conn, source, entries[source], chunks, change.vectors, change.sentences
+                    )
         else:
             for source in change.removed:
                 with conn.transaction():
                     delete_file(conn, source)
             for source, chunks in change.fresh.items():
                 with conn.transaction():
-                    replace_file(conn, source, entries[source], chunks, change.vectors)
+                    replace_file(
+                        conn, source, entries[source], chunks, change.vectors, change.sentences
+                    )
             moved = [
                 (entries[s].path, entries[s].root, entries[s].from_folder, s) for s in change.moved
             ]
@@ -268,20 +272,22 @@ class PostgresCorpus:
         params = {"vector": vector, "query": query.text, "pool": pool}
         found = Candidates()
         with self.store.connection() as conn:
-            if pool > EF_SEARCH:
+            if 2 * pool > EF_SEARCH:  # the sentence side asks for 2 x pool
                 with conn.transaction():
-                    ef_search = sql.Literal(min(pool, 1000))
+                    ef_search = sql.Literal(min(2 * pool, 1000))
                     conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(ef_search))
                     rows = conn.execute(statement, params).fetchall()
             else:
                 rows = conn.execute(statement, params).fetchall()
-        for key, near, rank, cosine, *columns in rows:
+        for key, near, rank, cosine, sentence, *columns in rows:
             if near is not None:
                 found.dense[key] = float(near)
             if rank is not None:
                 found.lexical[key] = float(rank)
             if cosine is not None:
                 found.cosine[key] = float(cosine)
+            if sentence is not None:
+                found.sentence[key] = float(sentence)
             source, chunk_no, title, start, end, text, sha256 = columns[:7]
             found.chunks[key] = Chunk(
                 f"{source}#{chunk_no}", source, title, chunk_no, start, end, text, sha256

@@ -18,93 +18,11 @@ from psycopg import sql
 
 from rag.chunks import Chunk
 from rag.corpus import FileEntry, IndexInfo
-from rag.errors import IndexCorrupt, IndexLocked
+from rag.errors import IndexLocked
+from rag.lexical import K1, B
 
-# Applied in order, each once, in one transaction under an advisory lock: append, never edit.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE EXTENSION IF NOT EXISTS vector SCHEMA public;
-    CREATE TABLE rag_meta (key text PRIMARY KEY, value text NOT NULL);
-    CREATE TABLE rag_files (
-        source text PRIMARY KEY,
-        path text NOT NULL,
-        root text NOT NULL,
-        from_folder boolean NOT NULL,
-        sha256 text NOT NULL,
-        size bigint NOT NULL,
-        title text NOT NULL,
-        n_chunks integer NOT NULL
-    );
-    CREATE TABLE rag_chunks (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        source text NOT NULL REFERENCES rag_files (source) ON DELETE CASCADE,
-        chunk_no integer NOT NULL,
-        title text NOT NULL,
-        start_char integer NOT NULL,
-        end_char integer NOT NULL,
-        text text NOT NULL,
-        sha256 text NOT NULL,
-        embedding vector NOT NULL,
-        tsv tsvector NOT NULL,  -- both set by the trigger below, from title and text
-        n_words integer NOT NULL,
-        UNIQUE (source, chunk_no)
-    );
-    CREATE FUNCTION rag_chunk_words() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        NEW.tsv := to_tsvector('english', NEW.title || E'\\n' || NEW.text);
-        NEW.n_words := (
-            SELECT coalesce(sum(coalesce(array_length(positions, 1), 1)), 0) FROM unnest(NEW.tsv)
-        );
-        RETURN NEW;
-    END $$;
-    CREATE TRIGGER rag_chunk_words BEFORE INSERT OR UPDATE OF title, text ON rag_chunks
-        FOR EACH ROW EXECUTE FUNCTION rag_chunk_words();
-    CREATE INDEX rag_chunks_tsv ON rag_chunks USING gin (tsv);
-    -- BM25's statistics, kept by each ingest transaction: chunks holding each word, and totals
-    CREATE TABLE rag_words (word text PRIMARY KEY, n_chunks integer NOT NULL);
-    CREATE TABLE rag_totals (
-        one boolean PRIMARY KEY DEFAULT true CHECK (one),
-        n_chunks bigint NOT NULL,
-        n_words bigint NOT NULL
-    );
-    INSERT INTO rag_totals VALUES (true, 0, 0);
-    """,
-    """
-    CREATE TABLE rag_conversations (
-        id text PRIMARY KEY,
-        owner text NOT NULL DEFAULT '',
-        title text NOT NULL,
-        created double precision NOT NULL,
-        updated double precision NOT NULL
-    );
-    CREATE INDEX rag_conversations_recent ON rag_conversations (owner, updated DESC);
-    CREATE TABLE rag_turns (
-        conversation text NOT NULL REFERENCES rag_conversations (id) ON DELETE CASCADE,
-        number integer NOT NULL,
-        body jsonb NOT NULL,
-        PRIMARY KEY (conversation, number)
-    );
-    """,
-    """
-    CREATE TABLE rag_answers (
-        id text PRIMARY KEY,
-        created double precision NOT NULL,
-        ended double precision,
-        cancel boolean NOT NULL DEFAULT false,
-        read_at double precision NOT NULL DEFAULT 0
-    );
-    CREATE TABLE rag_answer_events (
-        answer text NOT NULL REFERENCES rag_answers (id) ON DELETE CASCADE,
-        number integer NOT NULL,
-        kind text NOT NULL,
-        body jsonb NOT NULL,
-        PRIMARY KEY (answer, number)
-    );
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-# advisory locks (database-wide, hence named by schema): migrations, and one ingest at a time
-MIGRATION_LOCK, INGEST_LOCK = "rag migration", "rag ingest"
+# an advisory lock (database-wide, hence named by schema): one ingest at a time
+INGEST_LOCK = "rag ingest"
 LOCK_WAIT_S = 60.0
 CONNECT_TIMEOUT_S = 3
 POOL_TIMEOUT_S = 5.0
@@ -113,11 +31,12 @@ COPY_CHUNKS = (
     "COPY rag_chunks (source, chunk_no, title, start_char, end_char, text, sha256, embedding) "
     "FROM STDIN"
 )
+COPY_SENTENCES = "COPY rag_sentences (chunk_id, number, embedding) FROM STDIN"
 
 
-# BM25 (Lucene's formula, k1 1.2, b 0.75) over PostgreSQL's own parsing and stemming: the
-# question's words with their IDF from rag_words, the chunks holding any of them (GIN), and each
-# chunk's score from its term frequencies (the positions in its tsvector) and its length.
+# BM25 (Lucene's formula, k1 and b as rag/lexical.py's) over PostgreSQL's own parsing and
+# stemming: the question's words with their IDF from rag_words, the chunks holding any of them
+# (GIN), and each chunk's score from its term frequencies (its tsvector's positions) and length.
 LEXICAL = sql.SQL(
     """words AS MATERIALIZED (
         SELECT w.word, ln(1 + (t.n_chunks - w.n_chunks + 0.5) / (w.n_chunks + 0.5)) AS idf
@@ -130,7 +49,7 @@ LEXICAL = sql.SQL(
         WHERE c.tsv @@ (SELECT string_agg(quote_literal(word), ' | ')::tsquery FROM words)
     ),
     lexical AS (
-        SELECT m.id, sum(w.idf * f.tf / (f.tf + 1.2 * (0.25 + 0.75 * m.n_words / t.average)))
+        SELECT m.id, sum(w.idf * f.tf / (f.tf + {k1} * (1 - {b} + {b} * m.n_words / t.average)))
             AS rank
         FROM matched m
         CROSS JOIN LATERAL (
@@ -143,15 +62,16 @@ LEXICAL = sql.SQL(
         ) t
         GROUP BY m.id ORDER BY rank DESC LIMIT %(pool)s
     )"""
-)
+).format(k1=sql.Literal(K1), b=sql.Literal(B))
 
 
 def candidates_sql(
     dimension: int, dense: bool, lexical: bool, cosine: bool, with_vectors: bool
 ) -> sql.Composed:
-    """One statement for one question: the `pool` nearest chunks (HNSW), the `pool` best
-    full-text matches (GIN; any word of the question, stemmed, ranked by BM25), and
-    for their union the chunk, the cosine and optionally the stored vector."""
+    """One statement for one question: the `pool` nearest chunks and the chunks of the
+    `2 x pool` nearest sentences (HNSW), the `pool` best full-text matches (GIN; any word of the
+    question, stemmed, ranked by BM25), and for their union the chunk, its cosine and its best
+    sentence's, and optionally the stored vector."""
     cast = sql.SQL("::vector({})").format(sql.Literal(dimension))
     distance = sql.SQL("embedding{cast} <=> %(vector)s{cast}").format(cast=cast)
     parts: list[sql.Composable] = []
@@ -160,24 +80,35 @@ def candidates_sql(
         parts.append(
             sql.SQL(
                 "dense AS (SELECT id, 1 - ({d}) AS cosine FROM rag_chunks "
-                "ORDER BY {d} LIMIT %(pool)s)"
+                "ORDER BY {d} LIMIT %(pool)s), "
+                "near AS (SELECT DISTINCT chunk_id AS id FROM (SELECT chunk_id FROM rag_sentences "
+                "ORDER BY {d} LIMIT 2 * %(pool)s) n)"
             ).format(d=distance)
         )
-        union.append("SELECT id FROM dense")
+        union.append("SELECT id FROM dense UNION SELECT id FROM near")
     if lexical:
         parts.append(LEXICAL)
         union.append("SELECT id FROM lexical")
-    near = sql.SQL("dense.cosine") if dense else sql.SQL("NULL::float8")
+    near: sql.Composable = sql.SQL("NULL::float8")
+    if dense:
+        near = sql.SQL("CASE WHEN near.id IS NOT NULL THEN 1 - (c.{d}) ELSE dense.cosine END")
+        near = near.format(d=distance)
     rank = sql.SQL("lexical.rank") if lexical else sql.SQL("NULL::float8")
     cos = sql.SQL("1 - (c.{d})").format(d=distance) if cosine else sql.SQL("NULL::float8")
+    best: sql.Composable = sql.SQL("NULL::float8")
+    if cosine:
+        best = sql.SQL(
+            "(SELECT max(1 - (s.{d})) FROM rag_sentences s WHERE s.chunk_id = c.id)"
+        ).format(d=distance)
     extra = sql.SQL(", c.embedding") if with_vectors else sql.SQL("")
     joins = sql.SQL("").join(
         sql.SQL(f" LEFT JOIN {side} ON {side}.id = c.id")
-        for side, asked in (("dense", dense), ("lexical", lexical))
+        for side, asked in (("dense", dense), ("near", dense), ("lexical", lexical))
         if asked
     )
     return sql.SQL(
-        "WITH {parts} SELECT c.id, {near}, {rank}, {cos}, c.source, c.chunk_no, c.title, "
+        "WITH {parts} SELECT c.id, {near}, {rank}, {cos}, {best}, c.source, c.chunk_no, "
+        "c.title, "
         "c.start_char, c.end_char, c.text, c.sha256{extra} FROM rag_chunks c{joins} "
         "WHERE c.id IN ({union})"
     ).format(
@@ -185,32 +116,11 @@ def candidates_sql(
         near=near,
         rank=rank,
         cos=cos,
+        best=best,
         extra=extra,
         joins=joins,
         union=sql.SQL(" UNION ".join(union)),
     )
-
-
-def migrate(conn: psycopg.Connection[Any], schema: str = "") -> None:
-    """Bring the tables to `SCHEMA_VERSION`, one transaction, one process at a time."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [MIGRATION_LOCK])
-        if schema:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS rag_schema "
-            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        row = conn.execute("SELECT coalesce(max(version), 0) FROM rag_schema").fetchone()
-        current = int(row[0]) if row else 0
-        if current > SCHEMA_VERSION:
-            raise IndexCorrupt(
-                f"the database schema is version {current}, newer than this program knows "
-                f"({SCHEMA_VERSION}): upgrade rag"
-            )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            conn.execute(MIGRATIONS[version - 1].encode())
-            conn.execute("INSERT INTO rag_schema (version) VALUES (%s)", [version])
 
 
 @contextlib.contextmanager
@@ -256,29 +166,34 @@ def read_manifest(conn: psycopg.Connection[Any]) -> IndexInfo | None:
         index_type="hnsw",
         files=files,
         n_chunks=sum(entry.n_chunks for entry in files.values()),
+        sentence_vectors=meta.get("sentence_vectors") == "1",
     )
 
 
 def reset(conn: psycopg.Connection[Any], info: IndexInfo) -> None:
     """Empty the tables for a new embedding model or chunking; the HNSW index is made for the
     model's dimension (inside the caller's transaction: readers see the old or the new)."""
-    conn.execute("TRUNCATE rag_files, rag_chunks, rag_words")
+    conn.execute("TRUNCATE rag_files, rag_chunks, rag_sentences, rag_words")
     conn.execute("UPDATE rag_totals SET n_chunks = 0, n_words = 0")
-    for (name,) in conn.execute(
-        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-        "AND tablename = 'rag_chunks' AND indexname LIKE 'rag_chunks_hnsw_%'"
-    ).fetchall():
-        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-    conn.execute(
-        sql.SQL(
-            "CREATE INDEX {name} ON rag_chunks USING hnsw "
-            "((embedding::vector({dim})) vector_cosine_ops)"
-        ).format(
-            name=sql.Identifier(f"rag_chunks_hnsw_{info.dimension}"),
-            dim=sql.Literal(info.dimension),
+    for table in ("rag_chunks", "rag_sentences"):
+        for (name,) in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = %s AND indexname LIKE %s",
+            [table, f"{table}_hnsw_%"],
+        ).fetchall():
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX {name} ON {table} USING hnsw "
+                "((embedding::vector({dim})) vector_cosine_ops)"
+            ).format(
+                name=sql.Identifier(f"{table}_hnsw_{info.dimension}"),
+                table=sql.Identifier(table),
+                dim=sql.Literal(info.dimension),
+            )
         )
-    )
     meta = {
+        "sentence_vectors": "1" if info.sentence_vectors else "0",
         "embedding_model": info.embedding_model,
         "dimension": str(info.dimension),
         "chunk_size_tokens": str(info.chunk_size_tokens),
@@ -324,8 +239,11 @@ def replace_file(
     entry: FileEntry,
     chunks: list[Chunk],
     vectors: dict[str, NDArray[np.float32]],
+    sentences: dict[str, NDArray[np.float32]],
 ) -> None:
-    """A file's row and chunks instead of its old ones (call inside a transaction)."""
+    """A file's row, chunks and their sentences' vectors instead of its old ones (call inside a
+    transaction; a chunk without sentence vectors: its own vector stands for its one
+    sentence)."""
     delete_file(conn, source)
     conn.execute(
         "INSERT INTO rag_files (source, path, root, from_folder, sha256, size, title, n_chunks) "
@@ -336,6 +254,11 @@ def replace_file(
         for c in chunks:
             row = (c.source, c.chunk_no, c.title, c.start, c.end, c.text, c.sha256, vectors[c.id])
             copy.write_row(row)
+    ids = dict(conn.execute("SELECT chunk_no, id FROM rag_chunks WHERE source = %s", [source]))
+    with conn.cursor() as cursor, cursor.copy(COPY_SENTENCES) as copy:
+        for c in chunks:
+            for number, vector in enumerate(sentences.get(c.id, vectors[c.id][None, :])):
+                copy.write_row((ids[c.chunk_no], number, vector))
     count_file(conn, source, +1)
 
 
