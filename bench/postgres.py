@@ -289,9 +289,10 @@ def render(r: dict[str, Any]) -> str:
         f"PostgreSQL {r['postgres']} with pgvector {r['pgvector']}, started by pgserver on this "
         "machine (Unix socket). **Stores**: the same "
         f"{s['questions']:,} squad-dev-a questions over {s['articles']} articles, the same "
-        "MiniLM and chunks, in FAISS files and in PostgreSQL (HNSW for dense, BM25 computed in "
-        "SQL over PostgreSQL's full-text parsing for lexical). Latency per query includes "
-        "embedding the question.",
+        "MiniLM and chunks, in FAISS files and in PostgreSQL (HNSW over the chunks' and their "
+        "sentences' vectors for dense, BM25 computed in SQL over PostgreSQL's full-text parsing "
+        "for lexical; the sentence proximity is computed by retrieval, the same for both). "
+        "Latency per query includes embedding the question.",
         "",
     ]
     header = ["store", "mode", "ingest s", "recall@1", "recall@5", "recall@10", "MRR@10"]

@@ -157,9 +157,9 @@ def before(
                 seconds[name].append(float(ingest_with(corpus, index, code=where)["seconds"]))  # type: ignore[arg-type]
                 size_mb[name] = round(index_mb(index), 2)
         rows = {}
-        for mode in MODES:
+        for mode in MODES:  # the first builds the index of its own articles, the others reuse it
             rows[f"before ({BEFORE}), {mode}"] = their_eval(
-                code, dataset, folder / "before-0", mode, n_articles, limit
+                code, dataset, folder / "before-eval", mode, n_articles, limit
             )
     ingest = {name: round(statistics.median(values), 2) for name, values in seconds.items()}
     return {"rows": rows, "ingest_s": ingest, "ingest_rounds": rounds, "index_mb": size_mb}

@@ -39,7 +39,8 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     retrieval = results["retrieval"]["rows"]
     assert set(retrieval) >= {"ours, dense", "ours, bm25", "ours, hybrid"}
     before = results["retrieval"]["before"]  # the commit before sentence scores, run here too
-    assert f"before ({before['commit']}), hybrid" in retrieval, before
+    then = retrieval[f"before ({before['commit']}), hybrid"]
+    assert then["chunks"] == retrieval["ours, hybrid"]["chunks"]  # the same articles, once each
     assert before["index_mb"]["now"] > before["index_mb"]["before"] > 0  # + sentence vectors
     for name, row in retrieval.items():  # the peers ran here, or say why not
         assert "recall" in row or name.startswith(("LangChain", "LlamaIndex")), (name, row)
