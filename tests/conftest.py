@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,10 @@ import pytest
 
 from bench.live import free_port
 from rag.embeddings import HashingEmbedder
+from rag.ingestion import ingest
+from rag.retrieval import Retriever
 from rag.settings import Settings
+from rag.stores import make_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +42,116 @@ CORPUS = {
 }
 
 
+class Background:
+    """`target(*args)` in a daemon thread whose failure fails the test: `join` waits at most
+    `timeout_s`, fails if the thread is still running then, and re-raises what it raised (a
+    plain thread's exception only becomes a warning)."""
+
+    def __init__(self, target: Callable[..., object], *args: object) -> None:
+        self._target, self._args = target, args
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._target(*self._args)
+        except BaseException as err:  # kept for join, which raises it in the test
+            self.error = err
+
+    def start(self) -> Background:
+        self.thread.start()
+        return self
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout_s: float = 30) -> None:
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            raise AssertionError(f"{self._target.__name__} still running after {timeout_s:g} s")
+        if self.error is not None:
+            raise self.error
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    """Poll `condition` until it holds; fail saying `what` did not happen within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s:g} s: {what}"
+        time.sleep(0.01)
+
+
+@dataclass(frozen=True)
+class KillAt:
+    """Where `dying_ingest`'s child kills itself with SIGKILL: at the `nth` call of
+    `module.name` (counting only calls whose second argument ends with `suffix`, if given),
+    before that call runs or, with `after`, once it returned."""
+
+    module: str
+    name: str
+    nth: int = 1
+    after: bool = False
+    suffix: str = ""
+
+
+DYING_INGEST = textwrap.dedent(
+    """
+    import importlib, json, os, signal, sys, time
+    from pathlib import Path
+    from rag.embeddings import HashingEmbedder
+    from rag.ingestion import ingest
+    from rag.settings import Settings
+
+    corpus, delay_s, kill = Path(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+
+    class Slow(HashingEmbedder):  # a run long enough to be hit at a random moment
+        def embed(self, texts):
+            time.sleep(delay_s * len(texts))
+            return super().embed(texts)
+
+    if kill:
+        module = importlib.import_module(kill["module"])
+        original, calls = getattr(module, kill["name"]), []
+        def dying(*args, **kwargs):
+            counted = not kill["suffix"] or str(args[1]).endswith(kill["suffix"])
+            calls.extend([args] if counted else [])
+            due = counted and len(calls) == kill["nth"]
+            if due and not kill["after"]:
+                os.kill(os.getpid(), signal.SIGKILL)
+            result = original(*args, **kwargs)
+            if due:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+        setattr(module, kill["name"], dying)
+
+    print("started", flush=True)
+    ingest([corpus], Settings.from_env(), Slow())
+    print("finished", flush=True)
+    """
+)
+
+
+def dying_ingest(
+    settings: Settings, corpus: Path, kill: KillAt | None = None, delay_s: float = 0.0
+) -> subprocess.Popen[str]:
+    """An ingest of `corpus` into the store of `settings` in a child process, which prints
+    `started` first and kills itself as `kill` says (None: it runs to its end); its hashing
+    embedder sleeps `delay_s` per text."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            DYING_INGEST,
+            str(corpus),
+            str(delay_s),
+            json.dumps(kill and asdict(kill)),
+        ],
+        env={**os.environ, **settings.to_env(), "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 def write_corpus(folder: Path, files: Mapping[str, str | bytes] | None = None) -> Path:
     for name, content in (CORPUS if files is None else files).items():
         path = folder / name
@@ -44,6 +161,20 @@ def write_corpus(folder: Path, files: Mapping[str, str | bytes] | None = None) -
         else:
             path.write_text(content, encoding="utf-8")
     return folder
+
+
+def indexed_retriever(folder: Path, settings: Settings) -> Retriever:
+    """`folder` ingested into the store of `settings` with the hashing embedder, and a
+    retriever over the result: the tests' one way to build a searchable index."""
+    store = make_store(settings)
+    ingest([folder], settings, HashingEmbedder(), store=store, progress=False)
+    return Retriever(store.open(), HashingEmbedder())
+
+
+def top_source(settings: Settings, question: str) -> str:
+    """The source of the best hit for `question` in the index of `settings`, as it stands."""
+    retriever = Retriever(make_store(settings).open(), HashingEmbedder())
+    return retriever.search(question, k=1)[0].chunk.source
 
 
 @pytest.fixture

@@ -4,9 +4,11 @@ stream), for the layers above retrieval."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 from rag.chunks import Chunk
+from rag.corpus import CandidateQuery, Candidates, IndexInfo
 from rag.errors import LLMError
 from rag.prompt import Prompt
 from rag.retrieval import Hit
@@ -17,42 +19,53 @@ def hit(text: str, rank: int = 1, title: str = "Doc", source: str = "docs/doc.md
     return Hit(rank, 1.0 / rank, chunk, 0.9, None)
 
 
-class GatedLLM:
+class FakeLLM:
+    """What every fake here shares: a large context, and a token per word."""
+
+    context_tokens = 8192
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+class GatedLLM(FakeLLM):
     """Yields `first`, then waits until `gate` is set before yielding `rest`: a test can check
-    that the first token reached the client while the generator is still blocked."""
+    that the first token reached the client while the generator is still blocked. A cancel
+    while it waits ends the generation (`ended` is set then), as a backend stuck on a dead
+    socket is ended by the service giving up on it."""
 
     name = "gated"
-    context_tokens = 8192
 
     def __init__(self, first: str = "Denver ", rest: tuple[str, ...] = ("won", " [1]")) -> None:
         self.first, self.rest = first, rest
         self.gate = threading.Event()
         self.started = threading.Event()  # set when a generation began
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
+        self.ended = threading.Event()  # set when a generation ended, however
 
     def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
         self.started.set()
-        yield self.first
-        if not self.gate.wait(30):
-            raise LLMError("the test never opened the gate")
-        yield from self.rest
+        try:
+            yield self.first
+            deadline = time.monotonic() + 30
+            while not self.gate.wait(0.005):
+                if cancel is not None and cancel.is_set():
+                    return
+                if time.monotonic() > deadline:
+                    raise LLMError("the test never opened the gate")
+            yield from self.rest
+        finally:
+            self.ended.set()
 
 
-class EndlessLLM:
+class EndlessLLM(FakeLLM):
     """Yields numbered tokens every `delay_s` until cancelled, counting what it produced."""
 
     name = "endless"
-    context_tokens = 8192
 
     def __init__(self, delay_s: float = 0.02, limit: int = 10_000) -> None:
         self.delay_s, self.limit = delay_s, limit
         self.produced = 0
         self.generations = 0
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
     def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
         self.generations += 1
@@ -61,3 +74,17 @@ class EndlessLLM:
                 return
             self.produced += 1
             yield f"t{number} "
+
+
+class FixedCorpus:
+    """A corpus that answers every question with the same candidates, given by hand: the
+    scores retrieval computes from them can be checked against arithmetic done in the test."""
+
+    def __init__(self, found: Candidates, model: str = "hashing-384", dimension: int = 384) -> None:
+        self.found = found
+        self.manifest = IndexInfo(model, dimension, 40, 8, "flat", {}, len(found.chunks), True)
+        self.queries: list[CandidateQuery] = []
+
+    def candidates(self, query: CandidateQuery) -> Candidates:
+        self.queries.append(query)
+        return self.found

@@ -5,19 +5,16 @@ from pathlib import Path
 import pytest
 
 from rag.answer import NO_ANSWER, Answerer, Done, Sources, Token
-from rag.embeddings import HashingEmbedder
 from rag.errors import LLMError
-from rag.ingestion import ingest
 from rag.llm.mock import MockLLM
 from rag.retrieval import Retriever
 from rag.settings import Settings
-from rag.stores import folder as store
+from tests.conftest import indexed_retriever
 
 
 @pytest.fixture
 def retriever(corpus: Path, settings: Settings) -> Retriever:
-    ingest([corpus], settings, HashingEmbedder())
-    return Retriever(store.load(settings.index_dir), HashingEmbedder())
+    return indexed_retriever(corpus, settings)
 
 
 def test_events_come_in_order_sources_tokens_done(retriever: Retriever, settings: Settings) -> None:

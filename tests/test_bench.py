@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
+
 DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
 
 

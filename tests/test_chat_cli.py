@@ -21,7 +21,8 @@ from rag.embeddings import HashingEmbedder
 from rag.ingestion import ingest
 from rag.settings import Settings
 from rag.stores import make_store
-from tests.test_cli import ROOT, rag
+from tests.conftest import ROOT
+from tests.test_cli import rag
 
 FIRST = "Where was Super Bowl 50 played?"
 FOLLOW_UP = "Who was its quarterback?"

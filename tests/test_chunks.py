@@ -9,8 +9,7 @@ from rag.chunks import Chunker
 from rag.documents import parse_document
 from rag.embeddings import HashingEmbedder, make_embedder
 from rag.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
 
 
 def test_offsets_point_into_the_document_and_chunks_overlap() -> None:

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_corpus
+from tests.conftest import ROOT, write_corpus
 from tests.metrics import samples
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def rag(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rag.embeddings import HashingEmbedder
 from rag.settings import Settings
-from tests.conftest import write_corpus
-from tests.test_ingestion import into, opened, top_source
+from tests.conftest import top_source, write_corpus
+from tests.test_ingestion import into, opened
 
 TWO_READMES = {
     "d1/readme.md": "# One\n\nThe tapir of the first folder eats ferns.",

@@ -15,7 +15,7 @@ from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.stores import folder as store
 from rag.stores import make_store
-from tests.conftest import write_corpus
+from tests.conftest import top_source, write_corpus
 
 
 class CountingEmbedder(HashingEmbedder):
@@ -44,11 +44,6 @@ def into(settings: Settings, paths: list[Path], embedder: Embedder, **options: A
 
 def opened(settings: Settings) -> Corpus:
     return make_store(settings).open()
-
-
-def top_source(settings: Settings, question: str) -> str:
-    retriever = Retriever(opened(settings), HashingEmbedder())
-    return retriever.search(question, k=1)[0].chunk.source
 
 
 def test_round_trip_finds_the_right_chunk(corpus: Path, stored: Settings) -> None:

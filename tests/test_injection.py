@@ -9,15 +9,12 @@ from pathlib import Path
 import pytest
 
 from rag.answer import Answerer
-from rag.embeddings import HashingEmbedder
-from rag.ingestion import ingest
 from rag.llm.extractive import ExtractiveLLM
 from rag.llm.mock import MockLLM
 from rag.prompt import EXAMPLES, INSTRUCTIONS
 from rag.retrieval import Retriever
 from rag.settings import Settings
-from rag.stores import folder as store
-from tests.conftest import write_corpus
+from tests.conftest import indexed_retriever, write_corpus
 
 ATTACK = (
     "# Llamas\n\nLlamas are South American camelids, used as pack animals by Andean cultures.\n\n"
@@ -32,8 +29,7 @@ QUESTION = "What were llamas used as by Andean cultures?"
 def retriever(tmp_path: Path, settings: Settings) -> Retriever:
     corpus = write_corpus(tmp_path / "docs")
     write_corpus(corpus, {"llamas.md": ATTACK})
-    ingest([corpus], settings, HashingEmbedder())
-    return Retriever(store.load(settings.index_dir), HashingEmbedder())
+    return indexed_retriever(corpus, settings)
 
 
 def answerer(retriever: Retriever, settings: Settings, llm: MockLLM | ExtractiveLLM) -> Answerer:

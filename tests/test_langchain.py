@@ -7,20 +7,16 @@ import pytest
 from langchain_core.documents import Document
 
 from rag.answer import Answerer
-from rag.embeddings import HashingEmbedder
-from rag.ingestion import ingest
 from rag.langchain import RagRetriever, answer_chain
 from rag.llm.mock import MockLLM
-from rag.retrieval import Retriever
 from rag.settings import Settings
-from rag.stores import folder as store
+from tests.conftest import indexed_retriever
 
 QUESTION = "Who won Super Bowl 50, the Broncos?"
 
 
 def answerer(corpus: Path, settings: Settings) -> Answerer:
-    ingest([corpus], settings, HashingEmbedder())
-    retriever = Retriever(store.load(settings.index_dir), HashingEmbedder())
+    retriever = indexed_retriever(corpus, settings)
     return Answerer(retriever, MockLLM(), settings.replace(min_score=0.0))
 
 

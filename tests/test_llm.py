@@ -3,7 +3,9 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,6 +87,36 @@ def gemma_path() -> Path:
     from rag.llm.gguf import default_model_path
 
     return default_model_path()
+
+
+class RecordingLlama:
+    """Stands in for llama_cpp.Llama: records what it is asked, streams two pieces."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, dict[str, object]]] = []
+
+    def create_completion(self, prompt: str, **options: object) -> Iterator[dict[str, Any]]:
+        self.asked.append((prompt, options))
+        return ({"choices": [{"text": text}]} for text in ["Denver", " [1]"])
+
+
+def test_llamacpp_sends_the_whole_prompt_with_its_stop_sequences() -> None:
+    """The stop sequences keep a base model from writing a `Question:` line of its own after
+    its answer (what a planted instruction would need): they must reach llama.cpp."""
+    from rag.llm.llamacpp import LlamaCppLLM
+
+    llm = LlamaCppLLM.__new__(LlamaCppLLM)  # without loading a model
+    llm._llama, llm._lock = RecordingLlama(), threading.Lock()
+    llm.max_tokens, llm.temperature = 9, 0.0
+    assert "".join(llm.stream(PROMPT)) == "Denver [1]"
+    ((prompt, options),) = llm._llama.asked
+    assert prompt == PROMPT.text
+    assert options == {
+        "max_tokens": 9,
+        "temperature": 0.0,
+        "stop": ["\n", "Question:", "Sources:"],
+        "stream": True,
+    }
 
 
 @pytest.mark.slow

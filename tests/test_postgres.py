@@ -5,12 +5,8 @@ test_retrieval."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -25,7 +21,14 @@ from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.stores.pgvector import PostgresStore, redacted
 from rag.stores.pgvector_schema import SCHEMA_VERSION
-from tests.conftest import ROOT, OwnPostgres, postgres_settings, write_corpus
+from tests.conftest import (
+    Background,
+    KillAt,
+    OwnPostgres,
+    dying_ingest,
+    postgres_settings,
+    write_corpus,
+)
 
 
 def query(settings: Settings, statement: str) -> list[tuple[object, ...]]:
@@ -108,48 +111,22 @@ def test_a_reader_during_a_reingest_sees_the_old_or_the_new_file_never_a_mix(
             ingest([folder], store.settings, HashingEmbedder(), store=store, progress=False)
             rounds += 1
 
-    thread = threading.Thread(target=writer)
-    thread.start()
+    thread = Background(writer).start()
     seen: set[tuple[int, int]] = set()
     try:
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline or rounds < 4:
+        deadline, give_up = time.monotonic() + 3, time.monotonic() + 300
+        while (time.monotonic() < deadline or rounds < 4) and thread.is_alive():
+            assert time.monotonic() < give_up, f"{rounds} ingests in 300 s"
             hits = retriever.search("alpha beta part filler", 100, mode="bm25")
             alphas = sum("alpha" in h.chunk.text for h in hits)
             betas = sum("beta" in h.chunk.text for h in hits)
             seen.add((alphas, betas))
     finally:
         stop.set()
-        thread.join()
+        thread.join(120)  # re-raises what stopped the writer
     whole_new = len(new["story.md"].split("\n\n"))
     assert seen <= {(expected["alpha"], 0), (0, whole_new)}, seen
     assert len(seen) == 2  # both versions were read while the writer ran
-
-
-# An ingest in a child process that kills itself with SIGKILL while writing its Nth file: that
-# file's transaction is open, the files before it are committed.
-CHILD = textwrap.dedent(
-    """
-    import os, signal, sys
-    from pathlib import Path
-    from rag.embeddings import HashingEmbedder
-    from rag.ingestion import ingest
-    from rag.settings import Settings
-    from rag.stores import pgvector as postgres
-
-    original, written = postgres.replace_file, []
-    def dying(*args, **kwargs):
-        original(*args, **kwargs)
-        written.append(args[1])
-        if len(written) == int(sys.argv[4]):
-            os.kill(os.getpid(), signal.SIGKILL)
-    postgres.replace_file = dying
-
-    settings = Settings(store="pgvector", database_url=sys.argv[1], database_schema=sys.argv[2],
-                        embedding_model="hashing", chunk_size_tokens=40, chunk_overlap_tokens=8)
-    ingest([Path(sys.argv[3])], settings, HashingEmbedder())
-    """
-)
 
 
 def corpus_of(folder: Path, marker: str) -> Path:
@@ -167,13 +144,12 @@ def test_an_ingest_killed_while_writing_loses_nothing_committed(
     store = PostgresStore(pg)
     ingest([folder], store.settings, HashingEmbedder(), store=store, progress=False)
     chance = random.Random(11)
-    command = [sys.executable, "-c", CHILD, pg.database_url, pg.database_schema, str(folder)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for trial in range(5):
         corpus_of(folder, f"edit{trial}")
-        dies_at = chance.randint(1, 30)
-        child = subprocess.run([*command, str(dies_at)], env=env, check=False)
-        assert child.returncode == -signal.SIGKILL
+        dies_at = chance.randint(1, 30)  # after writing this file, before committing it
+        kill = KillAt("rag.stores.pgvector", "replace_file", nth=dies_at, after=True)
+        child = dying_ingest(pg, folder, kill)
+        assert child.wait(timeout=120) == -signal.SIGKILL
         # the files written before are committed, the one being written is not
         edited = query(
             pg,

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.corpus import Candidates
 from rag.embeddings import HashingEmbedder, make_embedder
 from rag.errors import IndexMismatch, UsageError
 from rag.ingestion import ingest
@@ -14,7 +15,8 @@ from rag.retrieval import Retriever
 from rag.sentences import sentence_spans
 from rag.settings import Settings
 from rag.stores import make_store
-from tests.conftest import ROOT, write_corpus
+from tests.conftest import ROOT, indexed_retriever, write_corpus
+from tests.fakes import FixedCorpus, hit
 
 DOCS = {
     "rockets.md": "# Apollo\n\nThe Saturn V rocket launched the Apollo missions to the Moon.",
@@ -29,15 +31,7 @@ DOCS = {
 @pytest.fixture
 def retriever(tmp_path: Path, stored: Settings) -> Retriever:
     """The same tests over each store (FAISS files, PostgreSQL)."""
-    chosen = make_store(stored)
-    ingest(
-        [write_corpus(tmp_path / "docs", DOCS)],
-        stored,
-        HashingEmbedder(),
-        store=chosen,
-        progress=False,
-    )
-    return Retriever(chosen.open(), HashingEmbedder())
+    return indexed_retriever(write_corpus(tmp_path / "docs", DOCS), stored)
 
 
 def sources(hits: list) -> list[str]:  # type: ignore[type-arg]
@@ -72,6 +66,52 @@ def test_min_score_drops_weak_hits(retriever: Retriever) -> None:
     strong = retriever.search("zebras stripes", 5, mode="dense", min_score=threshold)
     assert sources(strong) == ["zebra.md"]
     assert retriever.search("zebras stripes", 5, min_score=1.01) == []
+
+
+def fixed_candidates() -> Candidates:
+    """Three chunks with scores set by hand; only the first holds the question's words (in one
+    sentence, in order), so its sentence proximity is the best and the others' 0."""
+    texts = {0: "Zebras have stripes.", 1: "Horses gallop.", 2: "Cats purr."}
+    return Candidates(
+        dense={0: 0.5, 1: 0.8, 2: 0.2},
+        lexical={0: 2.0, 1: 4.0},
+        cosine={0: 0.5, 1: 0.8, 2: 0.2},
+        sentence={0: 0.6, 1: 0.9, 2: 0.1},
+        chunks={key: hit(text, key + 1).chunk for key, text in texts.items()},
+    )
+
+
+def test_hybrid_scores_are_the_weighted_sum_of_each_side_scaled() -> None:
+    retriever = Retriever(FixedCorpus(fixed_candidates()), HashingEmbedder())
+    # dense score = 0.3 x chunk cosine + 0.7 x best sentence: 0.57, 0.87, 0.13
+    # dense side min-max scaled: (0.57 - 0.13) / 0.74, 1, 0
+    # lexical side = 0.5 x BM25 / best BM25 + 0.5 x proximity / best proximity: 0.5 x 0.5 + 0.5,
+    # 0.5 x 1 + 0, 0; hybrid = 0.4 x dense + 0.6 x lexical
+    expected = {
+        "Horses gallop.": 0.4 * 1 + 0.6 * 0.5,
+        "Zebras have stripes.": 0.4 * 0.44 / 0.74 + 0.6 * 0.75,
+        "Cats purr.": 0.0,
+    }
+    hits = retriever.search("zebras stripes", 3)
+    assert [h.chunk.text for h in hits] == ["Horses gallop.", "Zebras have stripes.", "Cats purr."]
+    for found in hits:  # 0.7, 0.688, 0: at a dense weight of 0.3, zebras would come first
+        assert found.score == pytest.approx(expected[found.chunk.text], abs=1e-6)
+    assert [h.dense_score for h in hits] == pytest.approx([0.87, 0.57, 0.13])
+    assert [h.bm25_score for h in hits] == [4.0, 2.0, None]
+    dense = retriever.search("zebras stripes", 3, mode="dense")
+    assert [h.chunk.text for h in dense] == ["Horses gallop.", "Zebras have stripes.", "Cats purr."]
+    assert [h.score for h in dense] == pytest.approx([0.87, 0.57, 0.13])
+
+
+def test_hybrid_min_score_compares_the_dense_score_not_the_fused_one() -> None:
+    retriever = Retriever(FixedCorpus(fixed_candidates()), HashingEmbedder())
+    # fused: zebras 0.688, horses 0.7; dense: zebras 0.57, horses 0.87
+    kept = retriever.search("zebras stripes", 3, min_score=0.65)
+    assert [h.chunk.text for h in kept] == ["Horses gallop."]
+    kept = retriever.search("zebras stripes", 3, min_score=0.5)
+    assert [h.chunk.text for h in kept] == ["Horses gallop.", "Zebras have stripes."]
+    bm25 = retriever.search("zebras stripes", 3, mode="bm25", min_score=3.0)
+    assert [h.chunk.text for h in bm25] == ["Horses gallop."]
 
 
 def test_mmr_prefers_diverse_chunks(retriever: Retriever) -> None:
@@ -128,13 +168,13 @@ def test_a_dense_score_is_the_chunk_and_its_best_sentence(tmp_path: Path, stored
     hits = Retriever(chosen.open(), embedder).search(question, 5, mode="dense")
     assert sources(hits)[0] == "long.md"
     query = embedder.embed([question])[0]
-    for hit in hits:
-        text = hit.chunk.text
+    for found in hits:
+        text = found.chunk.text
         sentences = embedder.embed([text[a:b] for a, b in sentence_spans(text)])
         mean = sentences.sum(axis=0) / np.linalg.norm(sentences.sum(axis=0))
         expected = 0.3 * float(mean @ query) + 0.7 * float((sentences @ query).max())
-        assert hit.dense_score == pytest.approx(expected, abs=1e-5)
-        assert hit.score == hit.dense_score
+        assert found.dense_score == pytest.approx(expected, abs=1e-5)
+        assert found.score == found.dense_score
 
 
 def test_an_index_without_sentence_vectors_still_answers_and_is_rebuilt(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -32,8 +33,11 @@ class LiveServer:
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.errors = ErrorLog()  # what the app and uvicorn logged at ERROR, e.g. a traceback
 
     def __enter__(self) -> LiveServer:
+        for name in LOGGERS:
+            logging.getLogger(name).addHandler(self.errors)
         self.thread.start()
         deadline = time.monotonic() + 60
         while not self.server.started:
@@ -48,6 +52,25 @@ class LiveServer:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+        for name in LOGGERS:
+            logging.getLogger(name).removeHandler(self.errors)
+
+
+LOGGERS = ("uvicorn.error", "rag")  # uvicorn's own does not propagate to the root logger
+
+
+class ErrorLog(logging.Handler):
+    """Keeps the ERROR records (an unhandled exception in the app is one, with its traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [self.format(record) for record in self.records]
 
 
 @dataclass

@@ -11,6 +11,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from pydantic import SecretStr
 
 from rag.llm.mock import MockLLM
+from tests.fakes import GatedLLM
 from tests.server.conftest import Serve
 from tests.server.live import sse_events
 
@@ -60,6 +61,25 @@ def test_the_raw_stream_ends_with_done(serve: Serve) -> None:
         events = list(sse_events(response))
     assert events[-1].data == "[DONE]"
     assert all(e.name == "message" for e in events)  # OpenAI sends no event: lines
+
+
+def test_the_stream_delivers_the_first_token_before_the_generator_makes_the_second(
+    serve: Serve,
+) -> None:
+    llm = GatedLLM()
+    server = serve(llm=llm)
+    body = {"model": "rag", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body) as response:
+        events = sse_events(response)
+        role = next(events).data["choices"][0]["delta"]
+        first = next(events).data["choices"][0]["delta"]
+        assert role["role"] == "assistant"
+        assert first == {"content": "Denver "}
+        assert not llm.gate.is_set()  # the second token does not exist yet
+        llm.gate.set()
+        rest = [e.data for e in events]
+    assert rest[-1] == "[DONE]"
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in rest[:-1]) == "won [1]"
 
 
 def test_a_failure_mid_stream_raises_in_the_openai_client(serve: Serve) -> None:

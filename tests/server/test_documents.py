@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -63,12 +64,20 @@ def test_names_that_could_escape_the_upload_folder_are_refused(
 ) -> None:
     server = serve()
     before = set(tmp_path.rglob("*"))
+    # where the name would land, written through: from the upload folder, from the server's
+    # working directory, and as an absolute path (/tmp/escape.md, ../../etc/escape.md)
+    uploads = tmp_path / "uploads"
+    landings = {os.path.normpath(base / name.replace("\\", "/")) for base in (uploads, Path.cwd())}
+    targets = {Path(t) for t in landings if name} - {uploads}
+    seen = {t: t.stat().st_mtime_ns if t.is_file() else None for t in targets}
     response = httpx.post(
         f"{server.url}/v1/documents", files=[("files", (name, b"text"))], timeout=30
     )
     assert response.status_code == 422, response.text
     assert response.json()["error"]["message"]
-    assert set(tmp_path.rglob("*")) - before <= {tmp_path / "uploads"}
+    assert set(tmp_path.rglob("*")) - before <= {uploads}
+    for target in targets:  # nothing written there, nor anywhere under tmp_path
+        assert (target.stat().st_mtime_ns if target.is_file() else None) == seen[target], target
 
 
 def test_a_nul_byte_in_a_name_is_refused(serve: Serve, tmp_path: Path) -> None:

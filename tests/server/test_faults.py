@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ import pytest
 
 from rag.llm.mock import MockLLM
 from rag.llm.openai import OpenAICompatibleLLM
-from rag.prompt import Prompt
 from rag.stores import folder as store
+from tests.conftest import Background, wait_until
+from tests.fakes import GatedLLM
 from tests.server.conftest import Serve
 from tests.server.live import ask
 from tests.upstream import Behaviour, FakeUpstream
@@ -26,32 +27,10 @@ from tests.upstream import Behaviour, FakeUpstream
 QUESTION = "Who won Super Bowl 50?"
 
 
-class HangingLLM:
-    """Yields one token, then blocks, as a backend stuck on a dead socket would, until the
-    service gives up on it (its cancel flag)."""
-
-    name = "hanging"
-    context_tokens = 8192
-
-    def __init__(self) -> None:
-        self.ended = threading.Event()
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
-        assert cancel is not None
-        try:
-            yield "Denver "
-            cancel.wait(60)
-        finally:
-            self.ended.set()
-
-
 def test_a_hanging_backend_is_ended_by_the_generation_timeout_and_frees_its_slot(
     serve: Serve,
 ) -> None:
-    llm = HangingLLM()
+    llm = GatedLLM()
     server = serve(llm=llm, generation_timeout_s=1.0, max_generations=1, max_queue=0)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         started = time.perf_counter()
@@ -68,7 +47,7 @@ def test_a_hanging_backend_is_ended_by_the_generation_timeout_and_frees_its_slot
 
 def test_a_timeout_without_streaming_is_a_504_like_everywhere_else(serve: Serve) -> None:
     """`stream: false` and OpenAI's non-streamed chat: the timeout's own status and type."""
-    server = serve(llm=HangingLLM(), generation_timeout_s=1.0)
+    server = serve(llm=GatedLLM(), generation_timeout_s=1.0)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         whole = client.post("/v1/ask", json={"question": QUESTION, "stream": False})
         chat = client.post(
@@ -171,19 +150,22 @@ def test_an_upload_while_answers_stream_is_searchable_atomically(serve: Serve) -
                 )
                 seen.append((reader, reply.status_code, reply.json().get("sources", [])))
 
+    def answered(reader: int) -> int:
+        return sum(1 for entry in list(seen) if entry[0] == reader)
+
     with (
         httpx.Client(base_url=server.url, timeout=30) as client,
         client.stream("POST", "/v1/ask", json={"question": QUESTION}) as long_answer,
     ):
-        readers = [threading.Thread(target=query, args=(n,)) for n in range(3)]
-        for thread in readers:
-            thread.start()
-        time.sleep(0.3)
+        readers = [Background(query, n).start() for n in range(3)]
+        wait_until(lambda: all(answered(n) for n in range(3)), "every reader answered once")
         files = [("files", ("quokkas.md", f"# Quokkas\n\n{new_text}".encode()))]
         uploaded = client.post("/v1/documents", files=files)
         assert uploaded.status_code == 201, uploaded.text
         after = client.post("/v1/ask", json={"question": "Who smiles at visitors?"})
-        time.sleep(0.3)
+        # each reader's next answer but one was asked after the upload returned
+        before = [answered(n) for n in range(3)]
+        wait_until(lambda: all(answered(n) >= before[n] + 2 for n in range(3)), "answers after")
         stop.set()
         for thread in readers:
             thread.join(30)

@@ -1,9 +1,8 @@
 """The service with the real default LLM (Gemma 3 270M through llama.cpp): several clients at
-once are served one after another, each streamed token by token, and health stays fast."""
+once are served one after another, each streamed token by token, and health never waits."""
 
 from __future__ import annotations
 
-import threading
 import time
 from itertools import pairwise
 
@@ -12,6 +11,7 @@ import pytest
 
 from bench.live import ServerProcess
 from rag.settings import Settings
+from tests.conftest import Background
 from tests.server.conftest import process_env
 from tests.server.live import Received, ask
 
@@ -37,9 +37,7 @@ def check_four_clients(url: str) -> None:
         with httpx.Client(base_url=url, timeout=120) as http:
             results[question] = ask(http, question)
 
-    threads = [threading.Thread(target=client, args=(q,)) for q in QUESTIONS]
-    for thread in threads:
-        thread.start()
+    threads = [Background(client, q).start() for q in QUESTIONS]
     health_s = []  # over one keep-alive connection, as load balancers probe
     with httpx.Client(base_url=url, timeout=5) as probe:
         while any(t.is_alive() for t in threads):
@@ -47,6 +45,8 @@ def check_four_clients(url: str) -> None:
             assert probe.get("/healthz").status_code == 200
             health_s.append(time.perf_counter() - started)
             time.sleep(0.02)
+    for thread in threads:
+        thread.join(10)
     assert sorted(results) == sorted(QUESTIONS)
     spans = []
     for events in results.values():
@@ -67,6 +67,9 @@ def check_four_clients(url: str) -> None:
         if a.name == b.name == "token"
     ]
     assert gaps and max(gaps) > 0.005
+    # health never waits for a generation: its p99 stays well under the time one answer holds
+    # the model (done to done, measured here: the machine's own speed is the reference)
     health_s.sort()
     assert len(health_s) >= 10
-    assert health_s[int(0.99 * (len(health_s) - 1))] < 0.05
+    one_answer_s = (spans[-1][1] - spans[0][1]) / (len(spans) - 1)
+    assert health_s[int(0.99 * (len(health_s) - 1))] < 0.25 * one_answer_s, one_answer_s

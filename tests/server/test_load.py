@@ -47,7 +47,9 @@ def test_hey_reproduces_the_burst_and_refusals_are_fast(indexed: Settings) -> No
         result = reliability.hey(server.url, runs=2)
     for statuses in result["runs"]:
         assert set(statuses) == {"200", "429"}, statuses
-        assert statuses["200"]["n"] == 36  # all arrive at once: 4 slots + 32 queue places
+        # 4 slots + 32 queue places when all arrive at once; more where a slot frees before
+        # the burst has all arrived (a slower or busier machine)
+        assert statuses["200"]["n"] >= 36
         assert statuses["200"]["n"] + statuses["429"]["n"] == 200
     # Refusing must cost a small fraction of answering, measured in the same burst (the
     # machine is shared: absolute times double when it is busy, the ratio does not). The

@@ -39,7 +39,7 @@ def env_of(settings: Settings, **more: str) -> dict[str, str]:
     }
 
 
-def top_source(client: httpx.Client, question: str) -> str:
+def answered_from(client: httpx.Client, question: str) -> str:
     response = client.post("/v1/ask", json={"question": question, "stream": False})
     assert response.status_code == 200, response.text
     return str(response.json()["sources"][0]["source"])
@@ -56,14 +56,14 @@ def test_an_upload_through_one_worker_is_searchable_through_another(shared: Sett
         httpx.Client(base_url=first.url, timeout=30) as one,
         httpx.Client(base_url=second.url, timeout=30) as other,
     ):
-        assert top_source(other, "Broncos Super Bowl") == "docs/football.md"
+        assert answered_from(other, "Broncos Super Bowl") == "docs/football.md"
         uploaded = one.post("/v1/documents", files={"files": UPLOAD})
         assert uploaded.status_code == 201, uploaded.text
-        assert top_source(other, "glaciers rivers of ice") == "uploads/glaciers.md"
+        assert answered_from(other, "glaciers rivers of ice") == "uploads/glaciers.md"
         listed = {d["id"] for d in other.get("/v1/documents").json()["documents"]}
         assert "uploads/glaciers.md" in listed
         assert other.delete("/v1/documents/uploads/glaciers.md").status_code == 200
-        assert top_source(one, "glaciers rivers of ice") != "uploads/glaciers.md"
+        assert answered_from(one, "glaciers rivers of ice") != "uploads/glaciers.md"
 
 
 def test_a_conversation_started_on_one_server_continues_on_another(shared: Settings) -> None:
@@ -95,7 +95,7 @@ def test_serve_workers_share_the_store(shared: Settings) -> None:
         # new connections land on either worker: each of them finds the upload
         for _ in range(8):
             with httpx.Client(base_url=server.url, timeout=30) as fresh:
-                assert top_source(fresh, "glaciers rivers of ice") == "uploads/glaciers.md"
+                assert answered_from(fresh, "glaciers rivers of ice") == "uploads/glaciers.md"
 
 
 def test_the_database_going_away_is_a_503_with_the_reason_and_its_return_is_noticed(
@@ -129,7 +129,7 @@ def test_the_database_going_away_is_a_503_with_the_reason_and_its_return_is_noti
 
         own_postgres.start()
         assert client.get("/readyz").status_code == 200
-        assert top_source(client, "Broncos Super Bowl") == "docs/football.md"
+        assert answered_from(client, "Broncos Super Bowl") == "docs/football.md"
 
 
 def test_api_workers_without_a_model_start_faster_on_onnx_than_torch(

@@ -5,23 +5,30 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from bench.live import free_port
 from rag.settings import Settings
+from rag.stores.pgvector import PostgresStore
+from tests.conftest import ROOT, wait_until
 from tests.pdfs import text_pdf
 from tests.server.conftest import Serve, process_env
+from tests.upstream import FakeUpstream
 
-ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+BLOCK = re.compile(r"^```(sh|bash|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def blocks(kind: str) -> list[str]:
@@ -73,6 +80,8 @@ def test_every_shell_command_in_the_readme_runs(
             .replace("localhost:8000", server.url)
             .replace(".venv/bin/python", sys.executable)
             .replace("python scripts/", f"{sys.executable} {ROOT}/scripts/")
+            .replace("curl -sf ", "curl -s ")  # -f and --fail-with-body exclude each other
+            .replace("curl ", "curl --fail-with-body ")  # an HTTP error is a failing command
         )
         done = subprocess.run(
             ["bash", "-c", f"set -euo pipefail; {command}"],
@@ -83,9 +92,64 @@ def test_every_shell_command_in_the_readme_runs(
             timeout=120,
         )
         assert done.returncode == 0, (command, done.stdout[-500:], done.stderr[-1000:])
-        assert done.stdout.strip(), command
+        check_output(command, done.stdout)
         ran += 1
-    assert ran >= 8
+    assert ran >= 10
+
+
+def check_output(command: str, out: str) -> None:
+    """What each README command prints has the shape the README shows."""
+    if "x-ndjson" in command:
+        lines = [json.loads(line) for line in out.splitlines() if line]
+        assert sse_order([m["type"] for m in lines]), out[:500]
+    elif "/events" in command:  # the resumed stream: events after the 5th, with their ids
+        events = sse_text(out)
+        assert sse_order(["sources", *(name for name, _, _ in events)]), out[:500]
+        numbers = [int(str(event_id).rsplit(":", 1)[1]) for _, _, event_id in events]
+        assert numbers and numbers[0] == 6 and numbers == sorted(numbers), numbers
+    elif "/v1/documents" in command:
+        uploaded = json.loads(out)
+        assert {d["id"] for d in uploaded["documents"]} == {"uploads/notes.md", "uploads/paper.pdf"}
+    elif "--json" in command:  # scripts/ask.py
+        answer = json.loads(out)
+        assert answer["answer"] and answer["sources"][0]["source"] == "docs/football.md"
+    elif '"stream": false' in command:
+        answer = json.loads(out)
+        assert answer["answer"] and answer["sources"] and answer["conversation_id"], answer
+    elif "/v1/ask" in command:
+        events = sse_text(out)
+        assert sse_order([name for name, _, _ in events]), out[:500]
+        assert events[0][1][0]["source"] == "docs/football.md"
+    elif "rag ingest" in command:
+        assert "2 added" in out or "added 2" in out, out
+    elif "rag search" in command:
+        assert "notes/ideas.md" in out or "papers/report.pdf" in out, out
+    else:  # rag ask: the answer, then its sources
+        assert "Super Bowl 50" in out and "docs/football.md" in out, out
+
+
+def sse_text(out: str) -> list[tuple[str, Any, str | None]]:
+    """(event, data, id) of each SSE event in `out`."""
+    events = []
+    for block in out.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if line and ": " in line[:7]
+        )
+        if "data" in fields:
+            events.append(
+                (fields.get("event", "message"), json.loads(fields["data"]), fields.get("id"))
+            )
+    return events
+
+
+def sse_order(names: list[str]) -> bool:
+    """sources, at least one token, done: in this order and nothing else."""
+    return (
+        len(names) >= 3
+        and names[0] == "sources"
+        and names[-1] == "done"
+        and set(names[1:-1]) == {"token"}
+    )
 
 
 def test_the_python_examples_in_the_readme_run(
@@ -108,7 +172,7 @@ def test_the_python_examples_in_the_readme_run(
 def test_make_run_ingests_and_serves(tmp_path: Path) -> None:
     """What a new user types: the real MiniLM index of data/ and the real LLM, on a free port."""
     with httpx.Client() as probe:
-        port = 18000 + os.getpid() % 1000
+        port = free_port()
         index = tmp_path / "index"
         process = subprocess.Popen(
             ["make", "run", f"PORT={port}", f"INDEX={index}"],
@@ -141,6 +205,80 @@ def test_make_run_ingests_and_serves(tmp_path: Path) -> None:
     assert answer["answer"] and answer["usage"]["completion_tokens"] > 0
     assert "Ask your documents" in page.text
     assert (index / "CURRENT").is_file()
+
+
+@pytest.mark.slow
+def test_the_pgvector_commands_run_against_a_real_postgres(postgres_url: str) -> None:
+    """The README's `bash` blocks: several workers on PostgreSQL, and pgserver's own."""
+    served, _ = blocks("bash")
+    port, schema = free_port(), f"test_{uuid.uuid4().hex[:12]}"
+    script = (
+        served.replace("postgresql://rag:secret@db:5432/rag", f"'{postgres_url}'")
+        .replace("python -m", f"{sys.executable} -m")
+        .replace("--host 0.0.0.0", f"--host 127.0.0.1 --port {port}")
+    )
+    with FakeUpstream("ok") as upstream:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("RAG_")},
+            "HF_HUB_OFFLINE": "1",
+            "RAG_DATABASE_SCHEMA": schema,
+            "RAG_EMBEDDING_MODEL": "hashing",  # the commands as written, on a model-free index
+            "RAG_OPENAI_BASE_URL": upstream.url,
+        }
+        process = subprocess.Popen(
+            ["bash", "-c", f"set -euo pipefail\n{script}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                wait_until(lambda: ready(client, process), "the four workers ready", 120)
+                answer = client.post(
+                    "/v1/ask", json={"question": "Which team won Super Bowl 50?", "stream": False}
+                )
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            printed = process.communicate(timeout=60)[0]
+            drop = Settings(store="pgvector", database_url=postgres_url, database_schema=schema)
+            PostgresStore(drop).drop_schema()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["answer"].startswith("Denver")  # from the upstream LLM
+    assert answer.json()["sources"][0]["source"].startswith("data/")
+    assert "data/Super_Bowl_50.md" in printed  # the search's printed hits
+    assert upstream.received and upstream.received[0]["messages"][0]["role"] == "system"
+
+
+def ready(client: httpx.Client, process: subprocess.Popen[str]) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(process.communicate()[0][-2000:])
+    try:
+        return client.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.mark.slow
+def test_the_pgserver_command_prints_a_url_that_connects(tmp_path: Path) -> None:
+    import psycopg
+    from pgserver.postgres_server import get_server
+
+    _, own = blocks("bash")
+    first = own.splitlines()[0].replace(".venv/bin/python", sys.executable)
+    done = subprocess.run(
+        ["bash", "-c", first], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    try:
+        url = done.stdout.strip()
+        assert done.returncode == 0 and url.startswith("postgresql://"), done.stderr[-1000:]
+        assert f"host={tmp_path / 'pgdata'}" in url
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        get_server(tmp_path / "pgdata", cleanup_mode="stop").cleanup()  # it was left running
 
 
 def test_the_settings_table_names_every_setting() -> None:
