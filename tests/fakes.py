@@ -58,7 +58,8 @@ class GatedLLM(FakeLLM):
 
 
 class EndlessLLM(FakeLLM):
-    """Yields numbered tokens every `delay_s` until cancelled, counting what it produced."""
+    """Yields numbered tokens every `delay_s` until cancelled, counting what it produced;
+    `ended` is set when a generation ended (cancelled, closed or at `limit`)."""
 
     name = "endless"
 
@@ -66,14 +67,18 @@ class EndlessLLM(FakeLLM):
         self.delay_s, self.limit = delay_s, limit
         self.produced = 0
         self.generations = 0
+        self.ended = threading.Event()
 
     def stream(self, prompt: Prompt, cancel: threading.Event | None = None) -> Iterator[str]:
         self.generations += 1
-        for number in range(self.limit):
-            if cancel is not None and cancel.wait(self.delay_s):
-                return
-            self.produced += 1
-            yield f"t{number} "
+        try:
+            for number in range(self.limit):
+                if cancel is not None and cancel.wait(self.delay_s):
+                    return
+                self.produced += 1
+                yield f"t{number} "
+        finally:
+            self.ended.set()
 
 
 class FixedCorpus:

@@ -267,3 +267,69 @@ def test_remove_deletes_a_document_and_keeps_the_index_settings(
     unknown = rag("remove", "docs/none.md", "--index", index)
     assert unknown.returncode == 1
     assert "skipped docs/none.md: not in the index: nothing to remove" in unknown.stderr
+
+
+def test_another_ingest_holding_the_index_exits_1_with_one_line(
+    corpus: Path, tmp_path: Path
+) -> None:
+    from rag.stores import folder
+
+    index = tmp_path / "idx"
+    with folder.lock(index):  # as an ingest running in another process holds it
+        done = rag("ingest", corpus, "--index", index)
+    assert done.returncode == 1, done.stderr
+    assert (
+        done.stderr.strip() == f"error: another ingest is writing {index}/; try again when it ends"
+    )
+    assert rag("ingest", corpus, "--index", index).returncode == 0  # once it ends
+
+
+def test_changed_chunk_settings_are_announced_and_rebuild(corpus: Path, tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    assert rag("ingest", corpus, "--index", index).returncode == 0
+    done = rag("ingest", corpus, "--index", index, "--chunk-size", "60")
+    assert done.returncode == 0, done.stderr
+    (note,) = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
+    assert note.startswith("note: chunk settings changed from "), note
+    assert " to 60/" in note and note.endswith("re-chunking and re-embedding every file"), note
+    assert "3 files" in done.stdout
+
+
+def in_a_terminal(*args: str | Path) -> tuple[int, str]:
+    """`rag` with its stderr on a pseudo-terminal, as a person runs it: exit status and what
+    the terminal showed."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "RAG_EMBEDDING_MODEL": "hashing"},
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not data:
+            break
+        shown += data
+    os.close(leader)
+    return process.wait(timeout=60), shown.decode(errors="replace")
+
+
+def test_progress_bars_show_on_a_terminal_and_quiet_turns_them_off(
+    corpus: Path, tmp_path: Path
+) -> None:
+    status, shown = in_a_terminal("ingest", corpus, "--index", tmp_path / "a")
+    assert status == 0 and "100%" in shown and "\r" in shown, shown  # a bar, redrawn
+    status, shown = in_a_terminal("ingest", corpus, "--index", tmp_path / "b", "--quiet")
+    assert status == 0 and shown == "", shown

@@ -50,7 +50,8 @@ async def mirror(
         if ended and sent == len(events):
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiting.wait(), CANCEL_POLL_S)
+            async with asyncio.timeout(CANCEL_POLL_S):  # not wait_for: see `rag.server.pool`
+                await waiting.wait()
         await asyncio.sleep(BATCH_S)
 
 

@@ -162,7 +162,10 @@ class GenerationPool:
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(items.get(), max(0.0, deadline - loop.time()))
+                    # not wait_for: on Python 3.11 it loses a cancel (an abandoned answer's) that
+                    # comes as the item does, and the generation then never stops
+                    async with asyncio.timeout_at(deadline):
+                        item = await items.get()
                 except TimeoutError:
                     self.watcher.timed_out()
                     raise GenerationTimeout(

@@ -15,13 +15,16 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.embeddings import HashingEmbedder
 from rag.llm.mock import MockLLM
 from rag.llm.openai import OpenAICompatibleLLM
+from rag.server.app import create_app
+from rag.settings import Settings
 from rag.stores import folder as store
 from tests.conftest import Background, wait_until
 from tests.fakes import GatedLLM
 from tests.server.conftest import Serve
-from tests.server.live import ask
+from tests.server.live import LiveServer, ask
 from tests.upstream import Behaviour, FakeUpstream
 
 QUESTION = "Who won Super Bowl 50?"
@@ -182,3 +185,21 @@ def test_an_upload_while_answers_stream_is_searchable_atomically(serve: Serve) -
                 assert new_text in source["text"]
         assert versions == sorted(versions) and versions[-1]  # old index, then new: never back
         assert not versions[0]
+
+
+def test_an_llm_that_fails_to_load_keeps_the_server_unready_with_the_reason(
+    indexed: Settings, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-model.gguf"
+    app = create_app(
+        indexed.replace(llm="llamacpp", llm_model_path=str(missing)), embedder=HashingEmbedder()
+    )
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        ready = client.get("/readyz")
+        asked = client.post("/v1/ask", json={"question": QUESTION})
+        alive = client.get("/healthz").status_code
+    reason = ready.json()["error"]["message"]
+    assert ready.status_code == 503 and reason.startswith("LLM not ready: "), reason
+    assert str(missing) in reason and "\n" not in reason
+    assert asked.status_code == 503 and asked.json()["error"]["message"] == reason
+    assert alive == 200

@@ -87,11 +87,21 @@ def test_stop_cancels_the_generation_on_the_server(serve: Serve, page: Page) -> 
     page.wait_for_function("document.querySelector('#answer').innerText.length > 10")
     page.click("#stop")
     page.wait_for_function("document.querySelector('#timings').innerText.includes('stopped')")
-    time.sleep(0.3)
-    produced = llm.produced
-    time.sleep(0.3)
-    assert llm.produced == produced  # the server saw the disconnect and stopped
+    assert llm.ended.wait(10)  # the server saw the disconnect and ended the generation
+    assert llm.produced < llm.limit
     assert page.is_enabled("#go") and not page.is_enabled("#stop")
+
+
+def test_a_server_with_an_api_key_makes_the_page_ask_for_it(serve: Serve, page: Page) -> None:
+    server = serve(api_key="s3cret")
+    ask(page, server.url, "Who won Super Bowl 50?")
+    page.wait_for_selector("#key-row.shown")  # refused with 401: the key field appears
+    assert page.inner_text("#answer") == ""
+    page.fill("#api-key", "s3cret")
+    page.press("#question", "Enter")
+    wait_for_answer(page)
+    assert page.inner_text("#answer").startswith("According to [1]")
+    assert "docs/football.md" in page.inner_text("#sources")
 
 
 def test_server_errors_are_shown_as_messages(serve: Serve, page: Page, tmp_path: Path) -> None:
