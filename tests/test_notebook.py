@@ -13,6 +13,7 @@ from tests.conftest import ROOT
 
 def test_the_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     notebook = nbformat.read(ROOT / "notebooks/explore.ipynb", as_version=4)  # type: ignore[no-untyped-call]
+    assert all(cell.get("id") for cell in notebook.cells)  # nbformat 5.1+: ids, or a warning
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
     monkeypatch.setenv("RAG_EMBEDDING_MODEL", "hashing")
     monkeypatch.setenv("RAG_LLM", "mock")
