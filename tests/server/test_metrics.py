@@ -63,10 +63,8 @@ def test_counts_equal_answers_refusals_and_disconnects_and_agree_with_the_log(
     answers, refusals, disconnects = 4, 3, 2
     llm = EndlessLLM(delay_s=0.01, limit=3)
     server = serve(llm=llm, max_generations=1, max_queue=0)
-    with (
-        caplog.at_level(logging.INFO, logger="rag.access"),
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
+    caplog.set_level(logging.INFO, logger="rag.access")  # to the test's end: lines come late
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         for number in range(answers):
             with client.stream("POST", ASK, json={"question": f"Who won {number}?"}) as r:
                 assert [e.name for e in sse_events(r)][-1] == "done"
@@ -144,10 +142,8 @@ def test_a_request_id_follows_the_answer_from_the_client_to_the_log(
     serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = serve(llm=EndlessLLM(delay_s=0, limit=2))
-    with (
-        caplog.at_level(logging.INFO, logger="rag.access"),
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
+    caplog.set_level(logging.INFO, logger="rag.access")  # to the test's end: lines come late
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         mine = "req-2026.11/abc+def=="
         with client.stream(
             "POST", ASK, json={"question": "Who won?"}, headers={"X-Request-ID": mine}
