@@ -15,7 +15,7 @@ DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3000)  # over 17 min alone on 2 cores (2026-12-03); busy, twice that
+@pytest.mark.timeout(3000)  # 18 min alone on 2 cores (2026-12-03); busy, more
 @pytest.mark.skipif(not DATASET.is_file(), reason="needs ../shared/datasets/squad-dev-a")
 def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     done = subprocess.run(
