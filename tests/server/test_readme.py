@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -171,36 +170,18 @@ def test_the_python_examples_in_the_readme_run(
 @pytest.mark.slow
 def test_make_run_ingests_and_serves(tmp_path: Path) -> None:
     """What a new user types: the real MiniLM index of data/ and the real LLM, on a free port."""
-    with httpx.Client() as probe:
-        port = free_port()
-        index = tmp_path / "index"
-        process = subprocess.Popen(
-            ["make", "run", f"PORT={port}", f"INDEX={index}"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                try:
-                    if probe.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                time.sleep(0.5)
+    port, index = free_port(), tmp_path / "index"
+    process = started(["make", "run", f"PORT={port}", f"INDEX={index}"], dict(os.environ))
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as probe:
+            wait_until(lambda: ready(probe, process), "make run serving", 600)
             answer = probe.post(
-                f"http://127.0.0.1:{port}/v1/ask",
-                json={"question": "Which team won Super Bowl 50?", "stream": False},
-                timeout=120,
+                "/v1/ask", json={"question": "Which team won Super Bowl 50?", "stream": False}
             ).json()
-            page = probe.get(f"http://127.0.0.1:{port}/")
-        finally:
-            os.killpg(process.pid, 15)
-            process.wait(30)
+            page = probe.get("/")
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
     assert answer["sources"][0]["source"] == "data/Super_Bowl_50.md"
     assert answer["answer"] and answer["usage"]["completion_tokens"] > 0
     assert "Ask your documents" in page.text
@@ -225,15 +206,7 @@ def test_the_pgvector_commands_run_against_a_real_postgres(postgres_url: str) ->
             "RAG_EMBEDDING_MODEL": "hashing",  # the commands as written, on a model-free index
             "RAG_OPENAI_BASE_URL": upstream.url,
         }
-        process = subprocess.Popen(
-            ["bash", "-c", f"set -euo pipefail\n{script}"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        process = started(["bash", "-c", f"set -euo pipefail\n{script}"], env)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
                 wait_until(lambda: ready(client, process), "the four workers ready", 120)
@@ -250,6 +223,20 @@ def test_the_pgvector_commands_run_against_a_real_postgres(postgres_url: str) ->
     assert answer.json()["sources"][0]["source"].startswith("data/")
     assert "data/Super_Bowl_50.md" in printed  # the search's printed hits
     assert upstream.received and upstream.received[0]["messages"][0]["role"] == "system"
+
+
+def started(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """`command` from the repository's root in a session of its own (killed whole at the end),
+    its output kept for the failure message."""
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def ready(client: httpx.Client, process: subprocess.Popen[str]) -> bool:
