@@ -64,6 +64,8 @@ class IngestReport:
     ignored: list[Skipped] = field(default_factory=list)
     rebuild_reason: str | None = None
     notes: list[str] = field(default_factory=list)  # other changes worth a line, e.g. index type
+    encodings: dict[str, str] = field(default_factory=dict)  # documents read in another than UTF-8
+    ocr_pages: int = 0  # PDF pages read by OCR
     n_files: int = 0
     n_chunks: int = 0
     n_embedded: int = 0

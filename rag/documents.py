@@ -1,25 +1,21 @@
-"""Files on disk -> `Document`s: finding files under the paths a user gives, and reading their text.
-
-Supported: .txt, .md, .html, .pdf. A file that cannot be read raises `DocumentError` with a
-one-line reason; deciding what to do with it (skip, report) is left to ingestion.
+"""Files on disk -> `Document`s: finding files under the paths a user gives, and reading their
+text with the reader of their kind (`rag.formats`; text files without an extension are read as
+plain text). A file that cannot be read raises `DocumentError` with a one-line reason; deciding
+what to do with it (skip, report) is left to ingestion.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import DocumentError
+from rag.formats import SUPPORTED_SUFFIXES, Ocr, Reading, reader_for
+from rag.formats.text import looks_like_text
 
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
-HTML_SUFFIXES = frozenset({".html", ".htm"})
-PDF_SUFFIXES = frozenset({".pdf"})
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+SNIFF_BYTES = 8192  # what is read of a file without an extension to tell text from binary
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,8 @@ class Document:
     source: str
     title: str
     text: str
+    encoding: str | None = None  # the character encoding read, when not UTF-8
+    ocr_pages: int = 0  # pages read by OCR
 
 
 @dataclass
@@ -75,7 +73,7 @@ def discover(paths: Iterable[Path]) -> Discovery:
                 relative = file.relative_to(root)
                 if any(part.startswith(".") for part in relative.parts) or file in seen:
                     continue
-                if file.suffix.lower() not in SUPPORTED_SUFFIXES:
+                if not _readable_kind(file):
                     found.ignored.append(Skipped(str(file), _unsupported(file)))
                     continue
                 if not file.resolve().is_relative_to(root):
@@ -84,7 +82,7 @@ def discover(paths: Iterable[Path]) -> Discovery:
                 seen.add(file)
                 source = (Path(root.name) / relative).as_posix()
                 found.candidates.append(Candidate(file, source, root, from_folder=True))
-        elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        elif not _readable_kind(path):
             found.skipped.append(Skipped(str(given), _unsupported(path)))
         elif path.resolve() not in seen:
             file = path.resolve()
@@ -97,90 +95,48 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def parse_document(data: bytes, path: Path, source: str) -> Document:
-    """Extract the text and title of a file's bytes, or raise `DocumentError` saying why not."""
-    suffix = path.suffix.lower()
+def parse_document(
+    data: bytes, path: Path, source: str, *, ocr: Ocr | None = None, progress: bool = False
+) -> Document:
+    """Extract the text and title of a file's bytes, or raise `DocumentError` saying why not.
+    `ocr` reads PDF pages that have no text layer; `progress` draws a bar for long work."""
     if not data.strip():
         raise DocumentError("empty file")
-    if suffix in PDF_SUFFIXES:
-        title, text = _read_pdf(data)
-    elif suffix in HTML_SUFFIXES:
-        title, text = _read_html(_decode(data))
-    elif suffix in TEXT_SUFFIXES:
-        text = _decode(data)
-        title = _markdown_title(text) if suffix != ".txt" else ""
-    else:
-        raise DocumentError(_unsupported(path))
-    text = _normalise(text)
+    read = reader_for(path.suffix)
+    extracted = read(data, Reading(path, ocr, progress))
+    text = _normalise(extracted.text)
     if not text.strip():
         raise DocumentError("no text content")
-    return Document(source=source, title=title or _title_from_name(path), text=text)
+    return Document(
+        source=source,
+        title=extracted.title.strip() or _title_from_name(path),
+        text=text,
+        encoding=extracted.encoding,
+        ocr_pages=extracted.ocr_pages,
+    )
+
+
+def _readable_kind(path: Path) -> bool:
+    """A supported extension, or none and text inside (README, NEWS, copyright)."""
+    if path.suffix:
+        return path.suffix.lower() in SUPPORTED_SUFFIXES
+    try:
+        with path.open("rb") as file:
+            return looks_like_text(file.read(SNIFF_BYTES))
+    except OSError:
+        return False
 
 
 def _unsupported(path: Path) -> str:
+    if not path.suffix:
+        return "no extension and not text"
     kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
-    return f"unsupported file type {path.suffix or '(no extension)'!r} (supported: {kinds})"
-
-
-def _decode(data: bytes) -> str:
-    if b"\x00" in data[:8192]:
-        raise DocumentError("binary content, not text (NUL bytes)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DocumentError(f"not valid UTF-8 (byte {err.start})") from None
+    return f"unsupported file type {path.suffix!r} (supported: {kinds})"
 
 
 def _normalise(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _markdown_title(text: str) -> str:
-    for line in text.splitlines()[:50]:
-        if line.startswith("# "):
-            return line[2:].strip()
-    return ""
-
-
 def _title_from_name(path: Path) -> str:
     return path.stem.replace("_", " ").strip() or path.name
-
-
-def _read_html(html: str) -> tuple[str, str]:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html, "html.parser")
-    title_tag = soup.find("title") or soup.find("h1")
-    title = title_tag.get_text(" ", strip=True) if title_tag else ""
-    for tag in soup(["head", "script", "style", "noscript", "template"]):
-        tag.decompose()
-    body = soup.get_text("\n")
-    lines = (re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in body.splitlines())
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    return title, text
-
-
-def _read_pdf(data: bytes) -> tuple[str, str]:
-    from pypdf import PdfReader
-    from pypdf.errors import LimitReachedError, PyPdfError
-
-    # pypdf logs its repairs of damaged files; the one-line reason we raise is what users need
-    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise DocumentError("encrypted PDF (password protected)")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        meta_title = reader.metadata.title if reader.metadata else None
-    except DocumentError:
-        raise
-    except LimitReachedError:
-        raise DocumentError(
-            "a compressed stream in the PDF inflates past pypdf's safety limit (a zip bomb?)"
-        ) from None
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as err:
-        raise DocumentError(f"unreadable PDF ({type(err).__name__}: {err})") from None
-    text = "\n\n".join(p.strip() for p in pages if p.strip())
-    if not text:
-        raise DocumentError("PDF has no extractable text (scanned images?)")
-    return str(meta_title or ""), text

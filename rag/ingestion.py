@@ -9,7 +9,6 @@ index keeps its own chunk settings and index type unless others are given explic
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +30,9 @@ from rag.documents import (
 )
 from rag.embeddings import Embedder
 from rag.errors import DocumentError, IndexError_, IndexNotFound, UsageError
+from rag.formats import Ocr
+from rag.formats.ocr import find_ocr
+from rag.names import identify
 from rag.settings import Settings
 
 
@@ -42,6 +44,16 @@ class Plan:
     entries: dict[str, FileEntry] = field(default_factory=dict)
     new_chunks: dict[str, list[Chunk]] = field(default_factory=dict)
     reused: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Steps:
+    """How a new or changed file is read and cut: pages without text by `ocr` (if any), text
+    into chunks by `chunker`; `progress` draws bars for long work."""
+
+    chunker: Chunker
+    ocr: Ocr | None
+    progress: bool
 
 
 def ingest(
@@ -68,7 +80,8 @@ def ingest(
         old_files = previous.files if previous else {}
         reusable = previous is not None and report.rebuild_reason is None
         chunker = make_chunker(settings, embedder)
-        plan = plan_files(paths, old_files, reusable, chunker, prune, progress, report, remove)
+        ocr = find_ocr()
+        plan = plan_files(paths, old_files, reusable, chunker, prune, progress, report, remove, ocr)
         restructure = previous is not None and previous.index_type != settings.index_type
         moved = tuple(
             s for s, e in plan.entries.items() if s in old_files and old_files[s].path != e.path
@@ -158,6 +171,7 @@ def plan_files(
     progress: bool,
     report: IngestReport,
     remove: Sequence[str] = (),
+    ocr: Ocr | None = None,
 ) -> Plan:
     """What the index holds after this ingest: files found under `paths` (new or changed ones
     read and chunked, unchanged ones reused when `reusable`), files of the index not found
@@ -168,8 +182,9 @@ def plan_files(
     report.ignored = found.ignored
     plan = Plan()
     found.candidates = identify(found.candidates, old_files)
+    steps = Steps(chunker, ocr, progress)
     for candidate in tqdm(found.candidates, desc="reading", unit="file", disable=not progress):
-        _plan_file(candidate, old_files if reusable else {}, chunker, plan, report)
+        _plan_file(candidate, old_files if reusable else {}, steps, plan, report)
     seen = {c.source for c in found.candidates}
     gone = {Path(s.path).resolve() for s in found.skipped if s.reason == NO_SUCH_FILE}
     indexed_paths = {Path(entry.path) for entry in old_files.values()}
@@ -190,7 +205,7 @@ def plan_files(
             plan.reused.add(source)
         else:  # rebuilding: read it again from where it was found
             candidate = Candidate(path, source, Path(entry.root), entry.from_folder)
-            _plan_file(candidate, {}, chunker, plan, report)
+            _plan_file(candidate, {}, steps, plan, report)
     report.n_files = len(plan.entries)
     return plan
 
@@ -217,42 +232,6 @@ def _to_remove(
         else:
             chosen.add(source)
     return chosen
-
-
-def identify(candidates: list[Candidate], old_files: dict[str, FileEntry]) -> list[Candidate]:
-    """Each file's name in the index (its document identity), decided once:
-
-    - a file the index already holds (the same resolved path) keeps its name and origin,
-      whichever path, folder or subfolder reached it this time;
-    - a new file takes its usual name (`docs/a.md` under a folder `docs/`, `a.md` given
-      directly) unless another file holds it, in the index or earlier in this run; then the
-      shortest name made longer by its own parent folders: `d2/readme.md`, `b/docs/a.md`;
-    - a document of the index whose file is gone holds its name no more: a file that wants it
-      takes it over (a folder moved or renamed keeps its documents, re-embedding none).
-    Two files that exist never share a name, so neither replaces the other.
-    """
-    known = {entry.path: (source, entry) for source, entry in old_files.items()}
-    taken = {s: e.path for s, e in old_files.items() if os.path.lexists(e.path)}
-    named = []
-    for candidate in candidates:
-        if str(candidate.path) in known:
-            source, entry = known[str(candidate.path)]
-            candidate = Candidate(candidate.path, source, Path(entry.root), entry.from_folder)
-        elif taken.get(candidate.source, str(candidate.path)) != str(candidate.path):
-            candidate = dataclasses.replace(candidate, source=_free_name(candidate, taken))
-        taken[candidate.source] = str(candidate.path)
-        named.append(candidate)
-    return named
-
-
-def _free_name(candidate: Candidate, taken: dict[str, str]) -> str:
-    """`a/b/docs/x.md` wanted `docs/x.md`, which is taken: `b/docs/x.md`, then `a/b/docs/x.md`."""
-    parts = candidate.path.parts
-    for length in range(len(Path(candidate.source).parts) + 1, len(parts)):
-        name = "/".join(parts[-length:])
-        if name not in taken:
-            return name
-    return candidate.path.as_posix()  # every shorter name is taken: the whole path is not
 
 
 def rebuild_reason(manifest: IndexInfo, settings: Settings, embedder: Embedder) -> str | None:
@@ -283,7 +262,7 @@ def rebuild_reason(manifest: IndexInfo, settings: Settings, embedder: Embedder) 
 def _plan_file(
     candidate: Candidate,
     old_files: dict[str, FileEntry],
-    chunker: Chunker,
+    steps: Steps,
     plan: Plan,
     report: IngestReport,
 ) -> None:
@@ -305,11 +284,16 @@ def _plan_file(
         report.unchanged.append(candidate.source)
         return
     try:
-        document = parse_document(data, candidate.path, candidate.source)
+        document = parse_document(
+            data, candidate.path, candidate.source, ocr=steps.ocr, progress=steps.progress
+        )
     except DocumentError as err:
         _skip(candidate, str(err), old, plan, report)
         return
-    chunks = chunker.split(document)
+    report.ocr_pages += document.ocr_pages
+    if document.encoding is not None:
+        report.encodings[candidate.source] = document.encoding
+    chunks = steps.chunker.split(document)
     plan.new_chunks[candidate.source] = chunks
     plan.entries[candidate.source] = FileEntry(
         path=str(candidate.path),

@@ -28,6 +28,9 @@ from rag.settings import Settings
 from rag.stores import make_store
 
 ROOT = Path(__file__).resolve().parents[1]
+NEEDS_TESSERACT = pytest.mark.skipif(
+    shutil.which("tesseract") is None, reason="needs tesseract-ocr (.ci/run installs it)"
+)
 
 CORPUS = {
     "football.md": "# Super Bowl 50\n\nThe Denver Broncos defeated the Carolina Panthers 24-10 "

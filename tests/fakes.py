@@ -93,3 +93,16 @@ class FixedCorpus:
     def candidates(self, query: CandidateQuery) -> Candidates:
         self.queries.append(query)
         return self.found
+
+
+class ScriptedOcr:
+    """An OCR engine that "reads" the next of `pages` from each picture it is given, and keeps
+    the pictures (PNG bytes) it was asked to read."""
+
+    def __init__(self, pages: list[str]) -> None:
+        self.pages = list(pages)
+        self.images: list[bytes] = []
+
+    def read_image(self, png: bytes) -> str:
+        self.images.append(png)
+        return self.pages[len(self.images) - 1]

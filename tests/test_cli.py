@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import ROOT, write_corpus
 from tests.metrics import samples
+from tests.office_files import scanned_pdf
 
 
 def rag(
@@ -333,3 +335,38 @@ def test_progress_bars_show_on_a_terminal_and_quiet_turns_them_off(
     assert status == 0 and "100%" in shown and "\r" in shown, shown  # a bar, redrawn
     status, shown = in_a_terminal("ingest", corpus, "--index", tmp_path / "b", "--quiet")
     assert status == 0 and shown == "", shown
+
+
+@pytest.mark.skipif(
+    shutil.which("tesseract") is None, reason="needs tesseract-ocr (.ci/run has it)"
+)
+def test_ingest_summary_names_other_encodings_and_counts_ocr_pages(tmp_path: Path) -> None:
+    docs = write_corpus(
+        tmp_path / "docs",
+        {
+            "latin.txt": "Crème brûlée at the café".encode("cp1252"),
+            "scan.pdf": scanned_pdf(["The harbour closed for nine days.", "Ships waited."]),
+            "plain.md": "# Plain\n\nUTF-8 text.",
+        },
+    )
+    done = rag("ingest", docs, "--index", tmp_path / "i", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["encodings"] == {"docs/latin.txt": "cp1252"}
+    assert summary["ocr_pages"] == 2
+    assert sorted(summary["added"]) == ["docs/latin.txt", "docs/plain.md", "docs/scan.pdf"]
+    found = rag("search", "How long was the harbour closed?", "--index", tmp_path / "i", "--json")
+    assert json.loads(found.stdout)[0]["source"] == "docs/scan.pdf"
+    (docs / "scan.pdf").write_bytes(scanned_pdf(["A third page."]))
+    again = rag("ingest", docs, "--index", tmp_path / "i")
+    assert "read 1 PDF page(s) without a text layer by OCR" in again.stdout
+
+
+def test_without_tesseract_a_scanned_pdf_is_skipped_saying_how_to_read_it(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs", {"scan.pdf": scanned_pdf(["Ships waited."])})
+    done = rag("ingest", docs, "--index", tmp_path / "i", env={"PATH": str(tmp_path / "empty")})
+    assert done.returncode == 1
+    assert (
+        f"skipped {docs / 'scan.pdf'}: PDF has no extractable text (scanned images?); install "
+        "Tesseract to read it by OCR (Debian/Ubuntu: apt-get install tesseract-ocr)"
+    ) in done.stderr

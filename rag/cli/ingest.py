@@ -122,5 +122,9 @@ def print_report(report: IngestReport) -> None:
         f"{len(report.removed)}, unchanged {len(report.unchanged)}; embedded "
         f"{report.n_embedded} chunks in {report.seconds:.1f} s"
     )
+    for source, encoding in report.encodings.items():
+        print(f"read {source} as {encoding} (not UTF-8)", file=sys.stderr)
+    if report.ocr_pages:
+        print(f"read {report.ocr_pages} PDF page(s) without a text layer by OCR")
     if report.skipped:
         print(f"{len(report.skipped)} file(s) skipped, listed above")

@@ -15,8 +15,8 @@ from pathlib import Path
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from rag.documents import SUPPORTED_SUFFIXES
 from rag.errors import BadUpload, UploadConflict, UploadTooLarge
+from rag.formats import SUPPORTED_SUFFIXES
 
 READ_SIZE = 1 << 20
 MAX_NAME_CHARS = 200

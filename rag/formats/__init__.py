@@ -1,0 +1,92 @@
+"""File formats -> text: one reader per kind of file, picked by `reader_for(suffix)` and imported
+only when a file of its kind is read. A reader returns the text and what it learned on the way
+(title, encoding, pages read by OCR) or raises `DocumentError` with a one-line reason.
+
+Kinds: .txt/.md (and text files without an extension), .html, .pdf (OCR for pages without a
+text layer), .docx, .pptx, .xlsx, .csv, .epub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from rag.errors import DocumentError
+
+KINDS = {
+    ".txt": "text",
+    "": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".pptx": "pptx",
+    ".xlsx": "xlsx",
+    ".csv": "csv",
+    ".epub": "epub",
+}
+SUPPORTED_SUFFIXES = frozenset(suffix for suffix in KINDS if suffix)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    text: str
+    title: str = ""
+    encoding: str | None = None  # the character encoding the text was read in, when not UTF-8
+    ocr_pages: int = 0  # pages whose text came from OCR
+
+
+class Ocr(Protocol):
+    """Reads the text in a picture of a page (a PNG)."""
+
+    def read_image(self, png: bytes) -> str: ...
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a reader may use besides the bytes."""
+
+    path: Path
+    ocr: Ocr | None = None  # None: no OCR engine here, pages without text are not read
+    progress: bool = False  # draw a progress bar for long work (OCR pages)
+
+
+class Reader(Protocol):
+    def __call__(self, data: bytes, reading: Reading) -> Extracted: ...
+
+
+def reader_for(suffix: str) -> Reader:
+    """The reader of files ending in `suffix` ("" for no extension); `DocumentError` if none."""
+    match KINDS.get(suffix.lower()):
+        case "text":
+            from rag.formats.text import read_text
+
+            return read_text
+        case "markdown":
+            from rag.formats.text import read_markdown
+
+            return read_markdown
+        case "html":
+            from rag.formats.html import read_html
+
+            return read_html
+        case "pdf":
+            from rag.formats.pdf import read_pdf
+
+            return read_pdf
+        case "docx" | "pptx" | "epub" as kind:
+            from rag.formats import office
+
+            return {"docx": office.read_docx, "pptx": office.read_pptx, "epub": office.read_epub}[
+                kind
+            ]
+        case "xlsx" | "csv" as kind:
+            from rag.formats import sheets
+
+            return sheets.read_xlsx if kind == "xlsx" else sheets.read_csv
+    kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
+    named = suffix or "(no extension)"
+    raise DocumentError(f"unsupported file type {named!r} (supported: {kinds})")
