@@ -3,7 +3,8 @@
     python -m bench [--quick] [--only SECTION] [--out DIR] [--render-only]
 
 Sections: `ingestion` (ours vs the bare encoder vs a plain LangChain pipeline and LlamaIndex,
-and re-ingest), `retrieval` (recall@k, MRR@10 and latency: our three modes vs LangChain's and
+and re-ingest), `formats` (reading each kind of file: MB/s and word recall, against embedding
+the same text; OCR seconds per page), `retrieval` (recall@k, MRR@10 and latency: our three modes vs LangChain's and
 LlamaIndex's default retrievers), `scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks),
 `streaming` (a live server: time to sources and first token, inter-token gaps, concurrent
 clients, llama.cpp, the overhead over a minimal StreamingResponse, REST vs SSE vs WebSocket),
@@ -28,6 +29,7 @@ from typing import Any
 from bench import (
     ROOT,
     builds,
+    formats,
     generation,
     ingestion,
     metrics,
@@ -43,6 +45,7 @@ from bench import (
 DEFAULT_DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
 SECTIONS = (
     "ingestion",
+    "formats",
     "retrieval",
     "scale",
     "streaming",
@@ -105,6 +108,13 @@ def main() -> None:
             ingestion.QUICK_ARTICLES if args.quick else None,
             args.repeats or (1 if args.quick else 3),
         )
+    if "formats" in wanted:
+        results["formats"] = formats.run(
+            args.dataset,
+            ingestion.QUICK_ARTICLES if args.quick else None,
+            ocr_pages=1 if args.quick else 10,
+            repeats=1 if args.quick else 3,
+        )
     if "retrieval" in wanted:
         results["retrieval"] = retrieval.run(
             args.dataset, ingestion.QUICK_ARTICLES if args.quick else None
@@ -163,6 +173,8 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
         plot("transports.png", "first word and whole answer per transport")
     if "ingestion" in results:
         parts.append(ingestion.render(results["ingestion"]))
+    if "formats" in results:
+        parts.append(formats.render(results["formats"]))
     if "retrieval" in results:
         parts.append(retrieval.render(results["retrieval"]))
         plot("recall_at_k.png", "recall@k against k")

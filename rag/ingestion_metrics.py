@@ -22,9 +22,15 @@ SKIP_KINDS: tuple[tuple[str, str], ...] = (
     ("no text content", "no_text"),
     ("PDF has no extractable text", "no_text"),
     ("binary content", "binary"),
-    ("not valid UTF-8", "encoding"),
+    ("not valid UTF-", "encoding"),
     ("encrypted PDF", "encrypted"),
-    ("unreadable PDF", "unreadable"),
+    ("an encrypted", "encrypted"),
+    ("a password-protected", "encrypted"),
+    ("unreadable", "unreadable"),
+    ("a compressed stream in the PDF inflates", "bomb"),
+    ("its parts inflate", "bomb"),
+    ("OCR", "ocr"),
+    ("PDF has no text, even by OCR", "no_text"),
     ("not in the index", "not_indexed"),
 )
 INGEST_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)  # seconds

@@ -74,4 +74,8 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert set(postgres["startup"]) == {"1 x torch", "1 x onnx", "2 x torch", "2 x onnx"}
     page = (tmp_path / "RESULTS.md").read_text()
     assert "## Ingestion" in page and "## Scale" in page and "## Reliability" in page
+    assert "## Reading each kind of file" in page
+    kinds = results["formats"]["kinds"]
+    assert set(kinds) == {".txt", ".html", ".pdf", ".docx", ".pptx", ".xlsx", ".csv", ".epub"}
+    assert all(row["recall"] > 0.95 and row["seconds"] > 0 for row in kinds.values()), kinds
     assert "## PostgreSQL + pgvector" in page

@@ -10,6 +10,7 @@ import pytest
 
 from rag.embeddings import HashingEmbedder
 from rag.errors import UsageError
+from rag.formats.archive import OLE_MAGIC
 from rag.ingestion import ingest
 from rag.ingestion_metrics import skip_kind
 from rag.metrics import Metrics, prepare_multiprocess_dir, version_time_s
@@ -25,7 +26,9 @@ def test_every_skip_reason_ingestion_gives_has_its_own_kind(
     docs.mkdir()
     (docs / "good.md").write_text("# Good\n\nDenver won Super Bowl 50.\n")
     (docs / "empty.md").write_text("")
-    (docs / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (docs / "utf16.txt").write_bytes(b"\xff\xfe\x00\xd8")  # a lone surrogate after the mark
+    (docs / "locked.docx").write_bytes(OLE_MAGIC + bytes(512))
+    (docs / "broken.xlsx").write_bytes(b"PK\x03\x04 not really")
     (docs / "binary.txt").write_bytes(b"abc\x00def")
     (docs / "blank.md").write_text("   \n\n")
     (docs / "tags.html").write_text("<html><body><script>x()</script></body></html>")
@@ -35,7 +38,9 @@ def test_every_skip_reason_ingestion_gives_has_its_own_kind(
     kinds = {Path(s.path).name: skip_kind(s.reason) for s in report.skipped + report.ignored}
     assert kinds == {
         "empty.md": "empty",
-        "latin1.txt": "encoding",
+        "utf16.txt": "encoding",
+        "locked.docx": "encrypted",
+        "broken.xlsx": "unreadable",
         "binary.txt": "binary",
         "blank.md": "empty",
         "tags.html": "no_text",
@@ -44,6 +49,8 @@ def test_every_skip_reason_ingestion_gives_has_its_own_kind(
         "missing.md": "missing",
     }
     assert skip_kind("a reason nobody wrote yet") == "other"
+    assert skip_kind("its parts inflate to 1,024 MiB, past the 512 MiB limit") == "bomb"
+    assert skip_kind("OCR failed: Error opening data file") == "ocr"
 
 
 def test_an_ingest_is_counted_by_result_and_skip_kind(tmp_path: Path, settings: Settings) -> None:

@@ -3,12 +3,17 @@ picture on stdin; found on PATH or not at all (then scanned PDFs are skipped, sa
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
 from rag.errors import DocumentError
 
 TIMEOUT_S = 300  # one page; a dense 300 dpi page takes a few seconds on one core
+# Tesseract's OpenMP threads spin against each other and anything else on the CPU: one dense
+# page took 26.0 s (9.8 s of CPU) with its default threads and 5.2 s (3.0 s) with one, on 2
+# busy cores (2026-12-03). Ingest already keeps the other cores busy embedding.
+ONE_THREAD = {"OMP_THREAD_LIMIT": "1"}
 
 
 class Tesseract:
@@ -23,6 +28,7 @@ class Tesseract:
                 input=png,
                 capture_output=True,
                 timeout=TIMEOUT_S,
+                env={**os.environ, **ONE_THREAD},
                 check=False,
             )
         except subprocess.TimeoutExpired:
