@@ -370,3 +370,11 @@ def test_without_tesseract_a_scanned_pdf_is_skipped_saying_how_to_read_it(tmp_pa
         f"skipped {docs / 'scan.pdf'}: PDF has no extractable text (scanned images?); install "
         "Tesseract to read it by OCR (Debian/Ubuntu: apt-get install tesseract-ocr)"
     ) in done.stderr
+
+
+@NEEDS_TESSERACT
+def test_ocr_pages_are_counted_by_a_progress_bar(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs", {"scan.pdf": scanned_pdf(["One.", "Two.", "Three."])})
+    status, shown = in_a_terminal("ingest", docs, "--index", tmp_path / "i")
+    assert status == 0, shown
+    assert "OCR scan.pdf" in shown and "3/3" in shown and "page" in shown, shown

@@ -158,14 +158,14 @@ def test_bad_files_are_skipped_and_the_rest_ingested(tmp_path: Path, stored: Set
             "good.md": "good text about rivers",
             "empty.txt": "",
             "junk.txt": b"\x00\xff\x00",
-            "latin.md": b"caf\xe9",
+            "locked.docx": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512),
             "broken.pdf": b"%PDF-1.4 nope",
         },
     )
     report = into(stored, [docs, tmp_path / "nope.md", docs / "good.md"], HashingEmbedder())
     assert report.added == ["docs/good.md"]  # named twice, ingested once
     reasons = {Path(s.path).name: s.reason for s in report.skipped}
-    assert set(reasons) == {"empty.txt", "junk.txt", "latin.md", "broken.pdf", "nope.md"}
+    assert set(reasons) == {"empty.txt", "junk.txt", "locked.docx", "broken.pdf", "nope.md"}
     assert reasons["nope.md"] == "no such file or directory"
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rag.formats.archive import OLE_MAGIC
 from rag.settings import Settings
+from tests.office_files import docx_file, xlsx_file
 from tests.server.conftest import Serve
 from tests.server.live import ask
 
@@ -158,3 +160,26 @@ def test_an_upload_keeps_the_index_settings_it_was_built_with(
         s: e.sha256 for s, e in before.files.items()
     }
     assert "chunk settings changed" not in caplog.text
+
+
+def test_office_files_and_spreadsheets_upload_and_answer(serve: Serve) -> None:
+    server = serve()
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        files = [
+            ("files", ("keepers.docx", docx_file())),
+            ("files", ("places.xlsx", xlsx_file())),
+            ("files", ("locked.docx", OLE_MAGIC + bytes(512))),
+        ]
+        response = client.post("/v1/documents", files=files)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert sorted(d["id"] for d in body["documents"]) == [
+            "uploads/keepers.docx",
+            "uploads/places.xlsx",
+        ]
+        assert body["skipped"][0]["name"] == "locked.docx"
+        assert "password-protected" in body["skipped"][0]["reason"]
+        events = ask(client, "Who was keeper from 1874 to 1890?", top_k=1)
+        assert events[0].data[0]["source"] == "uploads/keepers.docx"
+        events = ask(client, "What is the length of the Kemijoki river?", top_k=1)
+        assert events[0].data[0]["source"] == "uploads/places.xlsx"
