@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write_corpus
+from tests.conftest import NEEDS_TESSERACT, ROOT, write_corpus
 from tests.metrics import samples
 from tests.office_files import scanned_pdf
 
@@ -337,9 +336,7 @@ def test_progress_bars_show_on_a_terminal_and_quiet_turns_them_off(
     assert status == 0 and shown == "", shown
 
 
-@pytest.mark.skipif(
-    shutil.which("tesseract") is None, reason="needs tesseract-ocr (.ci/run has it)"
-)
+@NEEDS_TESSERACT
 def test_ingest_summary_names_other_encodings_and_counts_ocr_pages(tmp_path: Path) -> None:
     docs = write_corpus(
         tmp_path / "docs",

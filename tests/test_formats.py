@@ -5,7 +5,6 @@ container gets."""
 from __future__ import annotations
 
 import io
-import shutil
 import tracemalloc
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from rag.errors import DocumentError
 from rag.formats.archive import OLE_MAGIC
 from rag.formats.ocr import find_ocr
 from rag.settings import Settings
-from tests.conftest import indexed_retriever, write_corpus
+from tests.conftest import NEEDS_TESSERACT, indexed_retriever, write_corpus
 from tests.fakes import ScriptedOcr
 from tests.office_files import docx_file, epub_file, pptx_file, scanned_pdf, xlsx_file, zip_bomb
 from tests.pdfs import text_pdf
@@ -136,9 +135,7 @@ def test_without_an_ocr_engine_a_scanned_pdf_is_skipped_saying_how_to_read_it() 
         parse(scanned_pdf(SCANNED), "scan.pdf", ocr=None)
 
 
-@pytest.mark.skipif(
-    shutil.which("tesseract") is None, reason="needs tesseract-ocr (.ci/run installs it)"
-)
+@NEEDS_TESSERACT
 def test_tesseract_reads_nine_in_ten_words_of_a_scanned_page() -> None:
     document = parse(scanned_pdf(SCANNED), "scan.pdf", ocr=find_ocr())
     expected = " ".join(SCANNED).split()
