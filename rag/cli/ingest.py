@@ -25,8 +25,10 @@ def add_parser(
         "ingest",
         parents=[common, machine],
         help="add files and folders to the index (incremental)",
-        description="Read .txt, .md, .html and .pdf files (folders recursively), split them into "
-        "chunks, embed them and write the index. Only new or changed files are embedded; files "
+        description="Read .txt, .md, .html, .pdf (scanned pages by OCR when Tesseract is "
+        "installed), .docx, .pptx, .xlsx, .csv and .epub files, and text files without an "
+        "extension (folders recursively), split them into chunks, embed them and write the "
+        "index. Only new or changed files are embedded; files "
         "that vanished from a folder walked again are dropped (unless --no-prune). An existing "
         "index keeps its chunk settings and index type unless others are given. Exit "
         "status: 0 all ingested, 1 some files skipped (each with its reason), 2 usage error.",
