@@ -15,7 +15,7 @@ with Prometheus metrics on and scraped vs off), `resume` (what the kept answer l
 per answer, per event, and live against the commit before it). Writes DIR/results.json,
 DIR/RESULTS.md and PNG plots (default: benchmarks/); with --only, the other sections already in
 results.json are kept. --quick (a few minutes) runs 3 articles, 10k chunks, a short streaming run
-with the mock LLM and a tenth of the reliability run, for the test suite. """
+with the mock LLM and a tenth of the reliability run, for the test suite."""
 
 from __future__ import annotations
 

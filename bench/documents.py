@@ -61,6 +61,12 @@ def as_pdf(article: Article) -> bytes:
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
             b"/Resources << /Font << /F1 3 0 R >> >> >>" % (kid - 1)
         )
+    return pdf_objects(objects)
+
+
+def pdf_objects(objects: list[bytes], info: int | None = None) -> bytes:
+    """A PDF file of `objects` (numbered from 1; object 1 the catalog, `info` the document
+    information dictionary's number) with its cross-reference table."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []
@@ -70,8 +76,10 @@ def as_pdf(article: Article) -> bytes:
     xref = out.tell()
     out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
     out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
-    size = len(objects) + 1
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref))
+    size, extra = len(objects) + 1, b" /Info %d 0 R" % info if info else b""
+    out.write(
+        b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (size, extra, xref)
+    )
     return out.getvalue()
 
 

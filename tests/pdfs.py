@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import zlib
 
+from bench.documents import pdf_objects
+
 
 def text_pdf(lines: list[str], title: str = "") -> bytes:
     """A valid one-page PDF whose text layer holds `lines` (Helvetica, one line each)."""
@@ -35,21 +37,7 @@ def _pdf(stream: bytes, stream_options: bytes, title: str) -> bytes:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         b"<< /Title (%s) >>" % title.encode("latin-1"),
     ]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(
-        b"trailer\n<< /Size %d /Root 1 0 R /Info 6 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-        % (len(objects) + 1, xref)
-    )
-    return out.getvalue()
+    return pdf_objects(objects, info=6)
 
 
 def encrypted_pdf(lines: list[str]) -> bytes:
