@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from rag.cli import main
 from rag.llm.mock import MockLLM
+from tests.conftest import Background, wait_until
 from tests.fakes import EndlessLLM
 from tests.server.conftest import Serve
 
@@ -61,13 +61,17 @@ def test_ctrl_c_stops_the_answer_on_the_server(serve: Serve) -> None:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    deadline = time.monotonic() + 30
-    while llm.produced < 5 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    stdout = process.stdout
+    assert stdout is not None
+    shown: list[str] = []
+    reader = Background(lambda: shown.extend(iter(lambda: stdout.read(1), ""))).start()
+    # interrupt once the terminal shows two tokens (a busy machine may show them late)
+    wait_until(lambda: "".join(shown).startswith("t0 t1"), "two tokens on the terminal")
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    reader.join(30)
+    err = process.communicate(timeout=30)[1]
     assert process.returncode == 130
-    assert out.startswith("t0 t1") and "interrupted" in err
+    assert "".join(shown).startswith("t0 t1") and "interrupted" in err
     assert llm.ended.wait(10)  # the server stopped generating
     assert llm.produced < 200
 
