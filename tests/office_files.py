@@ -128,3 +128,28 @@ def _saved(document: object) -> bytes:
     out = io.BytesIO()
     document.save(out)  # type: ignore[attr-defined]
     return out.getvalue()
+
+
+LAUGHS = "".join(
+    [
+        '<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol0 "lol">\n',
+        *(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">\n' for n in range(1, 10)),  # 10^9 "lol"s
+        "]>\n",
+    ]
+).encode()
+
+
+def entity_bomb(data: bytes, part: str, word: bytes) -> bytes:
+    """`data` (a ZIP) with its XML `part` behind a "billion laughs" DTD and `word` replaced by
+    the entity that would expand to 3 GB of text."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            if info.filename == part:
+                body = content.split(b"?>", 1)[1] if content.startswith(b"<?xml") else content
+                assert word in body, (part, word)
+                content = LAUGHS + body.replace(word, b"&lol9;", 1)
+            archive.writestr(info, content)
+    return out.getvalue()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,15 @@ from rag.formats.ocr import find_ocr
 from rag.settings import Settings
 from tests.conftest import NEEDS_TESSERACT, indexed_retriever, write_corpus
 from tests.fakes import ScriptedOcr
-from tests.office_files import docx_file, epub_file, pptx_file, scanned_pdf, xlsx_file, zip_bomb
+from tests.office_files import (
+    docx_file,
+    entity_bomb,
+    epub_file,
+    pptx_file,
+    scanned_pdf,
+    xlsx_file,
+    zip_bomb,
+)
 from tests.pdfs import text_pdf
 
 SCANNED = [
@@ -207,3 +216,28 @@ def test_a_question_about_each_kind_finds_its_file(tmp_path: Path, settings: Set
         ("Whose motto is measure twice cut once?", "work/people.csv"),
     ]:
         assert retriever.search(question, k=1)[0].chunk.source == source, question
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "part", "word"),
+    [
+        (docx_file, "laughs.docx", "word/document.xml", b"Lighthouse keepers"),
+        (pptx_file, "laughs.pptx", "ppt/slides/slide1.xml", b"Quarterly harvest"),
+        (xlsx_file, "laughs.xlsx", "xl/worksheets/sheet1.xml", b"Tampere"),
+        (epub_file, "laughs.epub", "EPUB/one.xhtml", b"Timbuktu"),
+    ],
+)
+def test_an_xml_entity_bomb_inside_a_document_is_not_expanded(
+    make: Callable[[], bytes], name: str, part: str, word: bytes
+) -> None:
+    tracemalloc.start()
+    try:
+        try:
+            text = parse(entity_bomb(make(), part, word), name).text
+        except DocumentError as err:  # refused by the XML parser's amplification limit
+            text = str(err)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "lollol" not in text and len(text) < 10_000, text[:200]
+    assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MiB"
