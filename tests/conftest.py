@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +44,13 @@ CORPUS = {
     "is a natural number greater than 1 that has no positive divisors other than 1 and itself."
     "</p></body></html>",
 }
+
+
+def interruptible() -> None:
+    """`preexec_fn` of a child a test interrupts (Ctrl-C, SIGINT): the default SIGINT action
+    again, so Python in the child turns it into KeyboardInterrupt even when the test run ignores
+    SIGINT, as every background job of a shell script does (and its children inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Background:

@@ -21,7 +21,7 @@ from rag.embeddings import HashingEmbedder
 from rag.ingestion import ingest
 from rag.settings import Settings
 from rag.stores import make_store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, interruptible
 from tests.test_cli import rag
 
 FIRST = "Where was Super Bowl 50 played?"
@@ -57,6 +57,7 @@ def chat(settings: Settings, *args: str, **env: str) -> Iterator[pexpect.spawn]:
         encoding="utf-8",
         timeout=60,
         cwd=str(ROOT),
+        preexec_fn=interruptible,
     )
     try:
         yield child

@@ -13,7 +13,7 @@ import pytest
 
 from rag.cli import main
 from rag.llm.mock import MockLLM
-from tests.conftest import Background, wait_until
+from tests.conftest import Background, interruptible, wait_until
 from tests.fakes import EndlessLLM
 from tests.server.conftest import Serve
 
@@ -60,6 +60,7 @@ def test_ctrl_c_stops_the_answer_on_the_server(serve: Serve) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=interruptible,
     )
     stdout = process.stdout
     assert stdout is not None
@@ -70,7 +71,7 @@ def test_ctrl_c_stops_the_answer_on_the_server(serve: Serve) -> None:
     process.send_signal(signal.SIGINT)
     reader.join(30)
     err = process.communicate(timeout=30)[1]
-    assert process.returncode == 130
+    assert process.returncode == 130, err
     assert "".join(shown).startswith("t0 t1") and "interrupted" in err
     assert llm.ended.wait(10)  # the server stopped generating
     assert llm.produced < 200
