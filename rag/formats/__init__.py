@@ -8,11 +8,10 @@ text layer), .docx, .pptx, .xlsx, .csv, .epub.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
-
 from rag.errors import DocumentError
+from rag.formats.reading import Extracted, Ocr, Reader, Reading
+
+__all__ = ["KINDS", "SUPPORTED_SUFFIXES", "Extracted", "Ocr", "Reader", "Reading", "reader_for"]
 
 KINDS = {
     ".txt": "text",
@@ -29,33 +28,6 @@ KINDS = {
     ".epub": "epub",
 }
 SUPPORTED_SUFFIXES = frozenset(suffix for suffix in KINDS if suffix)
-
-
-@dataclass(frozen=True)
-class Extracted:
-    text: str
-    title: str = ""
-    encoding: str | None = None  # the character encoding the text was read in, when not UTF-8
-    ocr_pages: int = 0  # pages whose text came from OCR
-
-
-class Ocr(Protocol):
-    """Reads the text in a picture of a page (a PNG)."""
-
-    def read_image(self, png: bytes) -> str: ...
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What a reader may use besides the bytes."""
-
-    path: Path
-    ocr: Ocr | None = None  # None: no OCR engine here, pages without text are not read
-    progress: bool = False  # draw a progress bar for long work (OCR pages)
-
-
-class Reader(Protocol):
-    def __call__(self, data: bytes, reading: Reading) -> Extracted: ...
 
 
 def reader_for(suffix: str) -> Reader:

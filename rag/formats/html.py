@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from rag.formats import Extracted, Reading
+from rag.formats.reading import Extracted, Reading
 from rag.formats.text import decode
 
 HIDDEN = ["head", "script", "style", "noscript", "template"]

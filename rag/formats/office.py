@@ -8,9 +8,9 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from rag.formats import Extracted, Reading
 from rag.formats.archive import BROKEN, broken, check_zip
 from rag.formats.html import html_text
+from rag.formats.reading import Extracted, Reading
 from rag.formats.text import decode
 
 

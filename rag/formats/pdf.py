@@ -9,7 +9,7 @@ import logging
 from tqdm import tqdm
 
 from rag.errors import DocumentError
-from rag.formats import Extracted, Ocr, Reading
+from rag.formats.reading import Extracted, Ocr, Reading
 
 OCR_DPI = 300  # Tesseract reads body text best at about 300 dpi
 MAX_PAGE_PIXELS = 40_000_000  # a page of absurd size is rendered smaller, not into GBs

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rag.errors import DocumentError
-from rag.formats import Extracted, Reading
 from rag.formats.archive import BROKEN, broken, check_zip
+from rag.formats.reading import Extracted, Reading
 from rag.formats.text import decode
 
 DELIMITERS = ",;\t|"

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from rag.errors import DocumentError
-from rag.formats import Extracted, Reading
+from rag.formats.reading import Extracted, Reading
 
 BOMS = (  # UTF-32 before UTF-16: the UTF-32-LE mark begins with the UTF-16-LE one
     (codecs.BOM_UTF8, "utf-8-sig"),

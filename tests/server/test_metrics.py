@@ -256,7 +256,7 @@ def test_uploads_are_counted_as_ingests_and_the_index_gauges_follow(serve: Serve
         before = scrape(client)
         files = [
             ("files", ("notes.md", b"# Notes\n\nThe halftime show was headlined by Coldplay.\n")),
-            ("files", ("broken.txt", b"caf\xe9")),
+            ("files", ("broken.txt", b"\xff\xfe\x00\xd8")),  # a lone surrogate after a BOM
         ]
         assert client.post("/v1/documents", files=files).status_code == 201
         after = scrape(client)
