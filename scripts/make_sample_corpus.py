@@ -1,4 +1,5 @@
-"""Write the sample corpus in data/ from SQuAD articles (CC BY-SA 4.0, see data/LICENSE).
+"""Write the sample corpus in data/ from SQuAD articles (CC BY-SA 4.0, see
+docs/sample-corpus-LICENSE.txt).
 
 python scripts/make_sample_corpus.py [--dataset ../shared/datasets/squad-dev-a/squad-dev-a.json]
 """
