@@ -22,10 +22,13 @@ from rag.conversation import ConversationStore
 from rag.documents import Skipped
 from rag.settings import IndexType
 
+DEFAULT_COLLECTION = "default"
+
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One document of the index: the file it was read from and what it became."""
+    """One document of the index: the file it was read from, what it became, and the metadata
+    a filter may ask about (its collection, kind of file, modification time and tags)."""
 
     path: str  # absolute, to re-read the file when a settings change forces a rebuild
     root: str  # the folder argument it came from (pruning) or its own folder
@@ -34,6 +37,10 @@ class FileEntry:
     size: int
     title: str
     n_chunks: int
+    collection: str = DEFAULT_COLLECTION
+    file_type: str = ""  # its extension without the dot ("pdf", "docx"), "" for none
+    modified: float = 0.0  # the file's modification time when read, seconds since the epoch
+    tags: dict[str, str] = field(default_factory=dict)  # `--tag key=value` at ingest
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from rag.embeddings import Embedder
 from rag.errors import DocumentError, IndexError_, IndexNotFound, UsageError
 from rag.formats import Ocr
 from rag.formats.ocr import find_ocr
+from rag.labels import UNLABELLED, Labels
 from rag.names import identify
 from rag.settings import Settings
 
@@ -49,11 +50,13 @@ class Plan:
 @dataclass(frozen=True)
 class Steps:
     """How a new or changed file is read and cut: pages without text by `ocr` (if any), text
-    into chunks by `chunker`; `progress` draws bars for long work."""
+    into chunks by `chunker`; `progress` draws bars for long work; the files found are
+    labelled by `labels`."""
 
     chunker: Chunker
     ocr: Ocr | None
     progress: bool
+    labels: Labels = UNLABELLED
 
 
 def ingest(
@@ -65,9 +68,10 @@ def ingest(
     prune: bool = True,
     progress: bool = False,
     remove: Sequence[str] = (),
+    labels: Labels = UNLABELLED,
 ) -> IngestReport:
     """Bring the index of `settings` (or of `store`, one already open) up to date with the
-    files under `paths`, and drop the documents named in `remove`."""
+    files under `paths` (labelled by `labels`), and drop the documents named in `remove`."""
     if store is None:
         from rag.stores import make_store
 
@@ -81,10 +85,11 @@ def ingest(
         reusable = previous is not None and report.rebuild_reason is None
         chunker = make_chunker(settings, embedder)
         ocr = find_ocr()
-        plan = plan_files(paths, old_files, reusable, chunker, prune, progress, report, remove, ocr)
+        steps = Steps(chunker, ocr, progress, labels)
+        plan = plan_files(paths, old_files, reusable, steps, prune, report, remove)
         restructure = previous is not None and previous.index_type != settings.index_type
-        moved = tuple(
-            s for s, e in plan.entries.items() if s in old_files and old_files[s].path != e.path
+        moved = tuple(  # unchanged documents whose place or labels changed
+            s for s in plan.reused if s in old_files and old_files[s] != plan.entries[s]
         )
         nothing_new = not (report.added or report.changed or report.removed or restructure or moved)
         typo = previous is None and not any(Path(p).exists() for p in paths)
@@ -166,12 +171,10 @@ def plan_files(
     paths: Sequence[Path],
     old_files: dict[str, FileEntry],
     reusable: bool,
-    chunker: Chunker,
+    steps: Steps,
     prune: bool,
-    progress: bool,
     report: IngestReport,
     remove: Sequence[str] = (),
-    ocr: Ocr | None = None,
 ) -> Plan:
     """What the index holds after this ingest: files found under `paths` (new or changed ones
     read and chunked, unchanged ones reused when `reusable`), files of the index not found
@@ -182,9 +185,11 @@ def plan_files(
     report.ignored = found.ignored
     plan = Plan()
     found.candidates = identify(found.candidates, old_files)
-    steps = Steps(chunker, ocr, progress)
-    for candidate in tqdm(found.candidates, desc="reading", unit="file", disable=not progress):
-        _plan_file(candidate, old_files if reusable else {}, steps, plan, report)
+    for candidate in tqdm(
+        found.candidates, desc="reading", unit="file", disable=not steps.progress
+    ):
+        prior = old_files.get(candidate.source)
+        _plan_file(candidate, old_files if reusable else {}, steps, plan, report, prior)
     seen = {c.source for c in found.candidates}
     gone = {Path(s.path).resolve() for s in found.skipped if s.reason == NO_SUCH_FILE}
     indexed_paths = {Path(entry.path) for entry in old_files.values()}
@@ -205,7 +210,8 @@ def plan_files(
             plan.reused.add(source)
         else:  # rebuilding: read it again from where it was found
             candidate = Candidate(path, source, Path(entry.root), entry.from_folder)
-            _plan_file(candidate, {}, steps, plan, report)
+            unlabelled = dataclasses.replace(steps, labels=UNLABELLED)  # not found: keeps its own
+            _plan_file(candidate, {}, unlabelled, plan, report, entry)
     report.n_files = len(plan.entries)
     return plan
 
@@ -265,7 +271,11 @@ def _plan_file(
     steps: Steps,
     plan: Plan,
     report: IngestReport,
+    prior: FileEntry | None,
 ) -> None:
+    """Plan one file found: reused when unchanged (`old_files` holds it with the same hash),
+    else read and chunked; labelled by `steps.labels` over what `prior` (its entry, if the
+    index held it) had."""
     old = old_files.get(candidate.source)
     try:
         data = candidate.path.read_bytes()
@@ -273,13 +283,14 @@ def _plan_file(
         _skip(candidate, f"cannot read ({err.strerror or err})", old, plan, report)
         return
     digest = content_hash(data)
-    if old is not None and old.sha256 == digest:  # its place may have moved: say where
-        plan.entries[candidate.source] = dataclasses.replace(
+    if old is not None and old.sha256 == digest:  # its place or labels may have changed
+        placed = dataclasses.replace(
             old,
             path=str(candidate.path),
             root=str(candidate.root),
             from_folder=candidate.from_folder,
         )
+        plan.entries[candidate.source] = steps.labels.apply(placed, prior)
         plan.reused.add(candidate.source)
         report.unchanged.append(candidate.source)
         return
@@ -295,7 +306,7 @@ def _plan_file(
         report.encodings[candidate.source] = document.encoding
     chunks = steps.chunker.split(document)
     plan.new_chunks[candidate.source] = chunks
-    plan.entries[candidate.source] = FileEntry(
+    entry = FileEntry(
         path=str(candidate.path),
         root=str(candidate.root),
         from_folder=candidate.from_folder,
@@ -303,7 +314,10 @@ def _plan_file(
         size=len(data),
         title=document.title,
         n_chunks=len(chunks),
+        file_type=candidate.path.suffix.lower().lstrip("."),
+        modified=_modified(candidate.path),
     )
+    plan.entries[candidate.source] = steps.labels.apply(entry, prior)
     (report.changed if old is not None else report.added).append(candidate.source)
 
 
@@ -315,6 +329,13 @@ def _skip(
         plan.reused.add(candidate.source)
         reason += "; its previously ingested version is kept"
     report.skipped.append(Skipped(str(candidate.path), reason))
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def default_progress() -> bool:

@@ -45,10 +45,13 @@ from rag.stores.pgvector_schema import migrate
 from rag.stores.pgvector_sql import (
     CONNECT_TIMEOUT_S,
     EF_SEARCH,
+    FILE_COLUMNS,
+    FILE_FIELDS,
     POOL_TIMEOUT_S,
     candidates_sql,
     configure,
     delete_file,
+    file_row,
     read_epoch,
     read_manifest,
     replace_file,
@@ -238,12 +241,11 @@ class PostgresWriter:
                     replace_file(
                         conn, source, entries[source], chunks, change.vectors, change.sentences
                     )
-            moved = [
-                (entries[s].path, entries[s].root, entries[s].from_folder, s) for s in change.moved
-            ]
-            with conn.transaction(), conn.cursor() as cursor:  # an unchanged file's new place
+            moved = [[*file_row(entries[s]), s] for s in change.moved]
+            with conn.transaction(), conn.cursor() as cursor:  # an unchanged file's new entry
                 cursor.executemany(
-                    "UPDATE rag_files SET path = %s, root = %s, from_folder = %s WHERE source = %s",
+                    f"UPDATE rag_files SET ({FILE_COLUMNS}) = "
+                    f"({', '.join(['%s'] * len(FILE_FIELDS))}) WHERE source = %s",
                     moved,
                 )
         counted = conn.execute("SELECT count(*) FROM rag_chunks").fetchone()

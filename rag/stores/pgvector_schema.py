@@ -99,6 +99,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (chunk_id, number)
     );
     """,
+    # 5: documents carry the metadata filters ask about
+    """
+    ALTER TABLE rag_files
+        ADD COLUMN collection text NOT NULL DEFAULT 'default',
+        ADD COLUMN file_type text NOT NULL DEFAULT '',
+        ADD COLUMN modified double precision NOT NULL DEFAULT 0,
+        ADD COLUMN tags jsonb NOT NULL DEFAULT '{}';
+    CREATE INDEX rag_files_collection ON rag_files (collection);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = "rag migration"  # an advisory lock: one process migrates at a time

@@ -5,9 +5,9 @@ full-text parsing, one question's candidates in one statement, and the writes of
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
-from dataclasses import astuple
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,7 @@ import psycopg
 from numpy.typing import NDArray
 from pgvector.psycopg import register_vector
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from rag.chunks import Chunk
 from rag.corpus import FileEntry, IndexInfo
@@ -63,6 +64,15 @@ LEXICAL = sql.SQL(
         GROUP BY m.id ORDER BY rank DESC LIMIT %(pool)s
     )"""
 ).format(k1=sql.Literal(K1), b=sql.Literal(B))
+
+
+FILE_FIELDS = tuple(f.name for f in dataclasses.fields(FileEntry))
+FILE_COLUMNS = ", ".join(FILE_FIELDS)  # rag_files' columns after source, in FileEntry's order
+
+
+def file_row(entry: FileEntry) -> list[Any]:
+    """`entry`'s values for FILE_COLUMNS (tags as JSON)."""
+    return [Jsonb(entry.tags) if name == "tags" else getattr(entry, name) for name in FILE_FIELDS]
 
 
 def candidates_sql(
@@ -154,8 +164,7 @@ def read_manifest(conn: psycopg.Connection[Any]) -> IndexInfo | None:
     files = {
         row[0]: FileEntry(*row[1:])  # FileEntry's fields, in order, after the source
         for row in conn.execute(
-            "SELECT source, path, root, from_folder, sha256, size, title, n_chunks "
-            "FROM rag_files ORDER BY source"
+            f"SELECT source, {FILE_COLUMNS} FROM rag_files ORDER BY source"
         ).fetchall()
     }
     return IndexInfo(
@@ -246,9 +255,8 @@ def replace_file(
     sentence)."""
     delete_file(conn, source)
     conn.execute(
-        "INSERT INTO rag_files (source, path, root, from_folder, sha256, size, title, n_chunks) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        [source, *astuple(entry)],
+        f"INSERT INTO rag_files (source, {FILE_COLUMNS}) VALUES (%s{', %s' * len(FILE_FIELDS)})",
+        [source, *file_row(entry)],
     )
     with conn.cursor() as cursor, cursor.copy(COPY_CHUNKS) as copy:
         for c in chunks:
