@@ -60,6 +60,10 @@ def test_a_database_of_the_first_schema_gains_the_conversation_tables(pg: Settin
         conn.execute(
             "DROP TABLE rag_sentences, rag_answer_events, rag_answers, rag_turns, rag_conversations"
         )
+        conn.execute(
+            "ALTER TABLE rag_files DROP COLUMN collection, DROP COLUMN file_type, "
+            "DROP COLUMN modified, DROP COLUMN tags"
+        )
         conn.execute("DELETE FROM rag_schema WHERE version > 1")
     store = PostgresStore(pg)
     assert store.conversations().page(10, 0) == ([], 0)
