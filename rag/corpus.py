@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +21,9 @@ from rag.chunks import Chunk
 from rag.conversation import ConversationStore
 from rag.documents import Skipped
 from rag.settings import IndexType
+
+if TYPE_CHECKING:
+    from rag.filters import Filter
 
 DEFAULT_COLLECTION = "default"
 
@@ -132,6 +135,7 @@ class CandidateQuery:
     dense: bool = True
     lexical: bool = True
     with_vectors: bool = False  # the candidates' stored vectors too (MMR)
+    filter: Filter | None = None  # only chunks of the documents it admits, on both sides
 
 
 class Corpus(Protocol):

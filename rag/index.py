@@ -18,6 +18,9 @@ from rag.settings import IndexType
 HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
+# A filtered HNSW search that admits under this share of the rows is done exactly over them: a
+# graph walk through mostly excluded nodes gives up before it finds k admitted ones.
+EXACT_BELOW = 0.05
 
 
 class FaissIndex:
@@ -58,11 +61,33 @@ class FaissIndex:
         return int(self._index.d)
 
     def search(
-        self, queries: NDArray[np.float32], k: int
+        self, queries: NDArray[np.float32], k: int, allowed: NDArray[np.bool_] | None = None
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        k = max(1, min(k, self.size))
-        scores, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return scores, rows
+        """The `k` nearest rows to each query (row -1: none), among the `allowed` rows only
+        when given (a mask over all rows)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if allowed is None:
+            return self._index.search(queries, max(1, min(k, self.size)))  # type: ignore[no-any-return]
+        import faiss as typed_faiss
+
+        faiss: Any = typed_faiss  # its bundled stubs lack the selector and HNSW parameters
+        rows = np.flatnonzero(allowed)
+        k = min(k, len(rows))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if self.kind == "hnsw" and len(rows) < EXACT_BELOW * self.size:
+            scores = queries @ self.reconstruct(rows).T
+            best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            return np.take_along_axis(scores, best, axis=1), rows[best]
+        bits = np.packbits(allowed, bitorder="little")  # alive while FAISS reads it
+        selector = faiss.IDSelectorBitmap(bits)
+        params = (
+            faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
+            if self.kind == "hnsw"
+            else faiss.SearchParameters(sel=selector)
+        )
+        scores, found = self._index.search(queries, k, params=params)
+        return scores, found
 
     def vectors(self) -> NDArray[np.float32]:
         if self.size == 0:

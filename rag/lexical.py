@@ -67,8 +67,11 @@ class LexicalIndex:
         if self.size:
             self._retriever.save(str(folder), allow_pickle=False)
 
-    def search(self, query: str, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """BM25 scores and row numbers of the best `k` chunks (fewer when few share a term)."""
+    def search(
+        self, query: str, k: int, allowed: NDArray[np.bool_] | None = None
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """BM25 scores and row numbers of the best `k` chunks (fewer when few share a term),
+        among the `allowed` rows only when given (a mask over all rows)."""
         import bm25s
 
         empty = (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
@@ -80,8 +83,9 @@ class LexicalIndex:
         if not tokens or not tokens[0]:
             return empty
         # n_threads=0: in this thread (1 would start a thread pool for every question)
+        mask = None if allowed is None else allowed.astype(np.float32)
         rows, scores = self._retriever.retrieve(
-            [tokens[0]], k=min(k, self.size), show_progress=False, n_threads=0
+            [tokens[0]], k=min(k, self.size), show_progress=False, n_threads=0, weight_mask=mask
         )
         keep = scores[0] > 0
         return scores[0][keep].astype(np.float32), rows[0][keep].astype(np.int64)

@@ -32,6 +32,7 @@ from rag.conversation import SearchContext
 from rag.corpus import CandidateQuery, Candidates, Corpus
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatch, UsageError
+from rag.filters import Filter
 from rag.proximity import Proximity
 from rag.settings import RetrievalMode
 
@@ -100,6 +101,7 @@ class Retriever:
         min_score: float | None = None,
         mmr_lambda: float | None = None,
         context: SearchContext | None = None,
+        where: Filter | None = None,
     ) -> list[Hit]:
         """The `k` best chunks. `min_score` drops hits below it, compared with the dense score
         (`Hit.dense_score`, a cosine) in dense and hybrid modes and with the BM25 score in bm25
@@ -108,7 +110,8 @@ class Retriever:
         also searched read with the earlier questions: its vector plus `CONTEXT_MIX` times
         theirs (each question's vector is kept from when it was asked, so this costs no encoder
         pass in a conversation), its words after theirs; the two rankings are fused, each scaled
-        by its best, the second weighted `context.weight`."""
+        by its best, the second weighted `context.weight`. With `where`, only chunks of the
+        documents it admits are candidates (on every side, before ranking)."""
         if not query.strip():
             raise UsageError("the question is empty")
         if not 1 <= k <= MAX_TOP_K:
@@ -126,7 +129,7 @@ class Retriever:
             vectors = list(self._query_vectors(query, earlier))
         vector = vectors[0]
         rankings = [
-            self._candidates(text, v, mode, pool, mmr_lambda is not None)
+            self._candidates(text, v, mode, pool, mmr_lambda is not None, where)
             for text, v in zip(texts, vectors, strict=True)
         ]
         found, ranked = rankings[0]
@@ -164,6 +167,7 @@ class Retriever:
         mode: Mode,
         pool: int,
         with_vectors: bool,
+        where: Filter | None = None,
     ) -> tuple[Candidates, list[tuple[int, float]]]:
         """One query's candidates from the store, and their ranking in `mode`."""
         query = CandidateQuery(
@@ -173,6 +177,7 @@ class Retriever:
             dense=mode != "bm25",
             lexical=mode != "dense",
             with_vectors=with_vectors,
+            filter=where,
         )
         found = self.index.candidates(query)
         return found, self._rank(mode, found, text, pool)

@@ -53,11 +53,15 @@ class SentenceRows:
         """One chunk's sentence vectors (to carry an unchanged document into a new version)."""
         return self.vectors.reconstruct(range(self.starts[row], self.starts[row + 1]))
 
-    def near(self, vector: NDArray[np.float32], k: int) -> set[int]:
-        """The chunks holding the `k` sentences nearest to `vector`."""
+    def near(
+        self, vector: NDArray[np.float32], k: int, chunks: NDArray[np.bool_] | None = None
+    ) -> set[int]:
+        """The chunks holding the `k` sentences nearest to `vector` (among the sentences of
+        the `chunks` allowed, a mask over chunk rows, when given)."""
         if self.vectors.size == 0:
             return set()
-        _, rows = self.vectors.search(vector[None, :], k)
+        allowed = None if chunks is None else np.repeat(chunks, np.diff(self.starts))
+        _, rows = self.vectors.search(vector[None, :], k, allowed)
         found = rows[0][rows[0] >= 0]
         return {int(c) for c in np.searchsorted(self.starts, found, side="right") - 1}
 

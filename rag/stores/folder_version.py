@@ -5,13 +5,19 @@ rows). Reading and writing the files is `folder.py`'s."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from rag.chunks import Chunk
 from rag.corpus import CandidateQuery, Candidates, FileEntry, IndexInfo
 from rag.index import FaissIndex
 from rag.lexical import LexicalIndex
 from rag.stores.folder_sentences import SentenceRows
+
+if TYPE_CHECKING:
+    from rag.filters import Filter
 
 FORMAT_VERSION = 3
 READABLE = (2, 3)  # 2: no sentence vectors (the next ingest rebuilds it)
@@ -44,22 +50,38 @@ class StoredIndex:
     vectors: FaissIndex
     lexical: LexicalIndex
     sentences: SentenceRows | None = None
+    _documents: tuple[list[str], NDArray[np.int64]] | None = field(default=None, repr=False)
+
+    def allowed(self, admitted: Filter | None) -> NDArray[np.bool_] | None:
+        """The rows of the documents `admitted` passes, as a mask (None: no filter)."""
+        if admitted is None:
+            return None
+        if self._documents is None:  # each row's document, found once per loaded version
+            names = sorted({chunk.source for chunk in self.chunks})
+            number = {name: n for n, name in enumerate(names)}
+            rows = np.fromiter((number[c.source] for c in self.chunks), np.int64, len(self.chunks))
+            self._documents = (names, rows)
+        names, rows = self._documents
+        files = self.manifest.files
+        kept = np.array([name in files and admitted.admits(name, files[name]) for name in names])
+        return kept[rows] if len(rows) else np.zeros(0, dtype=bool)
 
     def candidates(self, query: CandidateQuery) -> Candidates:
         """The `Corpus` seam: keys are FAISS row numbers."""
         vector, pool = query.vector, query.pool
         found = Candidates()
-        if self.vectors.size == 0:
+        allowed = self.allowed(query.filter)
+        if self.vectors.size == 0 or (allowed is not None and not allowed.any()):
             return found
         near: set[int] = set()
         if query.dense and vector is not None:
-            scores, rows = self.vectors.search(vector[None, :], pool)
+            scores, rows = self.vectors.search(vector[None, :], pool, allowed)
             pairs = zip(scores[0], rows[0], strict=True)
             found.dense = {int(r): float(s) for s, r in pairs if r >= 0}
             if self.sentences is not None:
-                near = self.sentences.near(vector, 2 * pool) - set(found.dense)
+                near = self.sentences.near(vector, 2 * pool, allowed) - set(found.dense)
         if query.lexical:
-            scores, rows = self.lexical.search(query.text, pool)
+            scores, rows = self.lexical.search(query.text, pool, allowed)
             found.lexical = {int(r): float(s) for s, r in zip(scores, rows, strict=True)}
         keys = list(found.dense.keys() | near | found.lexical.keys())
         found.chunks = {key: self.chunks[key] for key in keys}

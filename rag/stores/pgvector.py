@@ -52,6 +52,7 @@ from rag.stores.pgvector_sql import (
     configure,
     delete_file,
     file_row,
+    filter_sql,
     read_epoch,
     read_manifest,
     replace_file,
@@ -252,12 +253,32 @@ class PostgresWriter:
         return Written(read_epoch(conn), int(counted[0]) if counted else 0)
 
 
+# A filtered question: pgvector 0.8+ walks the HNSW graph on until it has `pool` admitted rows
+# (iterative scan); before 0.8 a walk stops at ef_search rows, most of them excluded by a
+# selective filter, so the search is exact instead (the admitted chunks found through the
+# (source, chunk_no) index, then sorted by distance).
+FILTERED_SEARCH = {
+    True: "SET LOCAL hnsw.iterative_scan = strict_order",
+    False: "SET LOCAL enable_indexscan = off",
+}
+
+
 class PostgresCorpus:
     """Retrieval's view of the tables: always the committed state (no reload needed)."""
 
     def __init__(self, store: PostgresStore, dimension: int) -> None:
         self.store = store
         self.dimension = dimension
+        self._iterative: bool | None = None
+
+    def _iterative_scan(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether this pgvector has iterative HNSW scans (0.8 and later)."""
+        if self._iterative is None:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_settings WHERE name = 'hnsw.iterative_scan'"
+            ).fetchone()
+            self._iterative = bool(row and row[0])
+        return self._iterative
 
     @property
     def manifest(self) -> IndexInfo:
@@ -270,17 +291,19 @@ class PostgresCorpus:
     def candidates(self, query: CandidateQuery) -> Candidates:
         vector, pool, lexical = query.vector, query.pool, query.lexical
         dense, with_vectors = query.dense and vector is not None, query.with_vectors
-        statement = candidates_sql(self.dimension, dense, lexical, vector is not None, with_vectors)
-        params = {"vector": vector, "query": query.text, "pool": pool}
+        params: dict[str, Any] = {"vector": vector, "query": query.text, "pool": pool}
+        admitted = None if query.filter is None else filter_sql(query.filter, params)
+        statement = candidates_sql(
+            self.dimension, dense, lexical, vector is not None, with_vectors, admitted
+        )
         found = Candidates()
-        with self.store.connection() as conn:
+        with self.store.connection() as conn, conn.transaction():
             if 2 * pool > EF_SEARCH:  # the sentence side asks for 2 x pool
-                with conn.transaction():
-                    ef_search = sql.Literal(min(2 * pool, 1000))
-                    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(ef_search))
-                    rows = conn.execute(statement, params).fetchall()
-            else:
-                rows = conn.execute(statement, params).fetchall()
+                ef_search = sql.Literal(min(2 * pool, 1000))
+                conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(ef_search))
+            if admitted is not None:
+                conn.execute(FILTERED_SEARCH[self._iterative_scan(conn)])
+            rows = conn.execute(statement, params).fetchall()
         for key, near, rank, cosine, sentence, *columns in rows:
             if near is not None:
                 found.dense[key] = float(near)

@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
@@ -21,6 +21,9 @@ from rag.chunks import Chunk
 from rag.corpus import FileEntry, IndexInfo
 from rag.errors import IndexLocked
 from rag.lexical import K1, B
+
+if TYPE_CHECKING:
+    from rag.filters import Filter
 
 # an advisory lock (database-wide, hence named by schema): one ingest at a time
 INGEST_LOCK = "rag ingest"
@@ -48,6 +51,7 @@ LEXICAL = sql.SQL(
     matched AS (
         SELECT c.id, c.tsv, c.n_words FROM rag_chunks c
         WHERE c.tsv @@ (SELECT string_agg(quote_literal(word), ' | ')::tsquery FROM words)
+            AND c.{only}
     ),
     lexical AS (
         SELECT m.id, sum(w.idf * f.tf / (f.tf + {k1} * (1 - {b} + {b} * m.n_words / t.average)))
@@ -63,7 +67,7 @@ LEXICAL = sql.SQL(
         ) t
         GROUP BY m.id ORDER BY rank DESC LIMIT %(pool)s
     )"""
-).format(k1=sql.Literal(K1), b=sql.Literal(B))
+)
 
 
 FILE_FIELDS = tuple(f.name for f in dataclasses.fields(FileEntry))
@@ -75,29 +79,69 @@ def file_row(entry: FileEntry) -> list[Any]:
     return [Jsonb(entry.tags) if name == "tags" else getattr(entry, name) for name in FILE_FIELDS]
 
 
+def filter_sql(admitted: Filter, params: dict[str, Any]) -> sql.Composable:
+    """`admitted` as a condition on a chunk's `source` (adding its values to `params`): the
+    same test as `Filter.admits`, over rag_files' columns (a missing tag is NULL: no match)."""
+    conditions: list[sql.Composable] = []
+
+    def value(of: Any) -> sql.Placeholder:
+        name = f"f{len(params)}"
+        params[name] = of
+        return sql.Placeholder(name)
+
+    for name, allowed in admitted.equals:
+        column = (
+            sql.SQL("f.tags ->> {}").format(value(name[4:]))
+            if name.startswith("tag.")
+            else sql.SQL("f.{}").format(sql.Identifier(name))
+        )
+        conditions.append(sql.SQL("{} = ANY({})").format(column, value(sorted(allowed))))
+    if admitted.prefix is not None:
+        conditions.append(sql.SQL("starts_with(f.source, {})").format(value(admitted.prefix)))
+    if admitted.modified_from is not None:
+        conditions.append(sql.SQL("f.modified >= {}").format(value(admitted.modified_from)))
+    if admitted.modified_to is not None:
+        conditions.append(sql.SQL("f.modified < {}").format(value(admitted.modified_to)))
+    where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
+    return sql.SQL("source IN (SELECT f.source FROM rag_files f WHERE {})").format(where)
+
+
 def candidates_sql(
-    dimension: int, dense: bool, lexical: bool, cosine: bool, with_vectors: bool
+    dimension: int,
+    dense: bool,
+    lexical: bool,
+    cosine: bool,
+    with_vectors: bool,
+    admitted: sql.Composable | None = None,
 ) -> sql.Composed:
     """One statement for one question: the `pool` nearest chunks and the chunks of the
     `2 x pool` nearest sentences (HNSW), the `pool` best full-text matches (GIN; any word of the
     question, stemmed, ranked by BM25), and for their union the chunk, its cosine and its best
-    sentence's, and optionally the stored vector."""
+    sentence's, and optionally the stored vector; every side only among the chunks `admitted`
+    (a `filter_sql` condition) when given."""
     cast = sql.SQL("::vector({})").format(sql.Literal(dimension))
     distance = sql.SQL("embedding{cast} <=> %(vector)s{cast}").format(cast=cast)
+    only = sql.SQL("true") if admitted is None else admitted
     parts: list[sql.Composable] = []
     union: list[str] = []
     if dense:
         parts.append(
             sql.SQL(
-                "dense AS (SELECT id, 1 - ({d}) AS cosine FROM rag_chunks "
+                "dense AS (SELECT id, 1 - ({d}) AS cosine FROM rag_chunks WHERE {only} "
                 "ORDER BY {d} LIMIT %(pool)s), "
                 "near AS (SELECT DISTINCT chunk_id AS id FROM (SELECT chunk_id FROM rag_sentences "
-                "ORDER BY {d} LIMIT 2 * %(pool)s) n)"
-            ).format(d=distance)
+                "WHERE {sentences} ORDER BY {d} LIMIT 2 * %(pool)s) n)"
+            ).format(
+                d=distance,
+                only=only,
+                sentences=sql.SQL("true")
+                if admitted is None
+                else sql.SQL("chunk_id IN (SELECT id FROM rag_chunks WHERE {})").format(admitted),
+            )
         )
         union.append("SELECT id FROM dense UNION SELECT id FROM near")
     if lexical:
-        parts.append(LEXICAL)
+        parts.append(LEXICAL.format(k1=sql.Literal(K1), b=sql.Literal(B), only=only))
         union.append("SELECT id FROM lexical")
     near: sql.Composable = sql.SQL("NULL::float8")
     if dense:
