@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rag.conversation import Message, recent_turns, search_context
+from rag.filters import Filter
 from rag.llm import LLM
 from rag.prompt import Prompt, build_prompt, cite
 from rag.retrieval import Hit, Mode, Retriever
@@ -169,11 +170,13 @@ class Answerer:
         top_k: int | None = None,
         retrieval: Mode | None = None,
         history: Sequence[Message] = (),
+        where: Filter | None = None,
     ) -> Prepared:
         """Retrieval and the prompt: everything before the LLM. `history` is the conversation
         before the question (chat messages): retrieval reads its last questions, the prompt
-        holds its last `Settings.history_turns` turns. Errors (a bad argument, an unusable
-        index) are raised here, before any event."""
+        holds its last `Settings.history_turns` turns; `where` limits the sources to the
+        documents it admits (none admitted: no sources, so no LLM call). Errors (a bad
+        argument, an unusable index) are raised here, before any event."""
         started = time.perf_counter()
         mode = retrieval or self.settings.retrieval
         hits = self.retriever.search(
@@ -182,6 +185,7 @@ class Answerer:
             mode=mode,
             min_score=None if mode == "bm25" else self.settings.min_score,
             context=search_context(question, history),
+            where=where,
         )
         budget = self.llm.context_tokens - self.settings.max_tokens - ANSWER_MARGIN_TOKENS
         prompt = build_prompt(
@@ -243,9 +247,12 @@ class Answerer:
         retrieval: Mode | None = None,
         cancel: threading.Event | None = None,
         history: Sequence[Message] = (),
+        where: Filter | None = None,
     ) -> Iterator[Event]:
         """Events for one question. Validation errors are raised before the first event."""
-        prepared = self.prepare(question, top_k=top_k, retrieval=retrieval, history=history)
+        prepared = self.prepare(
+            question, top_k=top_k, retrieval=retrieval, history=history, where=where
+        )
         yield prepared.sources
         yield from self.generate(prepared, cancel)
 

@@ -39,6 +39,7 @@ def ask_events(
     retrieval: str | None = None,
     api_key: str | None = None,
     conversation_id: str | None = None,
+    where: dict[str, Any] | None = None,
 ) -> Iterator[Event]:
     """`Sources`, `Token`s, `Done` from the server at `url`, read back from its events; a
     refusal, an unreachable server, an `error` event or a connection that does not come back
@@ -51,6 +52,8 @@ def ask_events(
         body["top_k"] = top_k
     if retrieval is not None:
         body["retrieval"] = retrieval
+    if where:
+        body["filter"] = where
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     base = url.rstrip("/")
     # no read timeout: a queued question may wait, and the server pings during silences

@@ -76,12 +76,17 @@ class Filter:
     @classmethod
     def from_args(cls, collections: Sequence[str], where: Sequence[str]) -> Filter | None:
         """`--collection NAME...` and `--where key=value...` as a filter."""
-        raw: dict[str, Any] = {}
-        if collections:
-            raw["collection"] = list(collections)
-        for condition in where:
-            raw.update(_condition(condition, raw))
-        return cls.from_json(raw)
+        return cls.from_json(json_of_args(collections, where))
+
+
+def json_of_args(collections: Sequence[str], where: Sequence[str]) -> dict[str, Any]:
+    """`--collection` and `--where` flags in the JSON form (what a client sends a server)."""
+    raw: dict[str, Any] = {}
+    if collections:
+        raw["collection"] = list(collections)
+    for condition in where:
+        raw.update(_condition(condition, raw))
+    return raw
 
 
 def value_of(name: str, source: str, entry: FileEntry) -> str | None:

@@ -11,6 +11,7 @@ from typing import get_args
 
 from rag.answer import Answerer, Event
 from rag.chat import recorded
+from rag.cli.filters import add_filter_options, filter_json, filter_of
 from rag.conversation import ConversationStore, title_of
 from rag.errors import ConversationNotFound
 from rag.retrieval import MODES
@@ -32,6 +33,7 @@ def add_answer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key", default=None, help="Bearer key for --url (default: $RAG_API_KEY)"
     )
+    add_filter_options(parser)
 
 
 class Asker:
@@ -69,12 +71,14 @@ class Asker:
             retrieval=self.args.retrieval,
             api_key=self.args.api_key or self.settings.api_key or None,
             conversation_id=None if self.conversation_id in (None, NEW) else self.conversation_id,
+            where=filter_json(self.args) or None,
         )
 
     def _local(self, question: str) -> Iterator[Event]:
         answerer = self.answerer()
+        where = filter_of(self.args)
         if self.conversation_id is None:
-            return answerer.stream(question)
+            return answerer.stream(question, where=where)
         store = self.conversations()
         if self.conversation_id == NEW:
             self.conversation_id = store.create(title_of(question))
@@ -86,7 +90,7 @@ class Asker:
                     f"no conversation {self.conversation_id!r} in {answerer_where(self.settings)}"
                 )
             history = found.messages()
-        events = answerer.stream(question, history=history)
+        events = answerer.stream(question, history=history, where=where)
         return recorded(events, store, self.conversation_id, question)
 
     def answerer(self) -> Answerer:

@@ -13,6 +13,7 @@ from rag.corpus import IngestReport
 from rag.embeddings import make_embedder
 from rag.errors import UsageError
 from rag.ingestion import default_progress, ingest
+from rag.labels import Labels, parse_tags
 from rag.settings import Settings
 
 
@@ -67,6 +68,20 @@ def add_parser(
     )
     ing.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     ing.add_argument(
+        "--collection",
+        default=None,
+        metavar="NAME",
+        help="put the files found in this collection (default: each keeps its own; new files: "
+        "default)",
+    )
+    ing.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="tag the files found (repeat; replaces their tags; default: each keeps its own)",
+    )
+    ing.add_argument(
         "--metrics-file",
         type=Path,
         default=None,
@@ -81,6 +96,7 @@ def add_parser(
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.metrics_file is not None and not args.metrics_file.parent.is_dir():
         raise UsageError(f"--metrics-file: no folder {args.metrics_file.parent}")
+    labels = Labels(args.collection, parse_tags(args.tag) if args.tag else None)
     embedder = make_embedder(settings)
     report = ingest(
         args.paths,
@@ -88,6 +104,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         embedder,
         prune=args.prune,
         progress=not args.quiet and not args.json and default_progress(),
+        labels=labels,
     )
     if args.metrics_file is not None:
         from rag.ingestion_metrics import write_textfile

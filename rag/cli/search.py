@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from rag.cli.filters import add_filter_options, filter_of
 from rag.cli.status import EXIT_OK
 from rag.embeddings import make_embedder
+from rag.filters import describe
 from rag.retrieval import MODES, Retriever
 from rag.settings import Settings
 from rag.stores import make_store
@@ -44,10 +46,12 @@ def add_parser(
         metavar="LAMBDA",
         help="re-rank for diversity, 0..1 (1 = relevance only)",
     )
+    add_filter_options(search)
     search.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    where = filter_of(args)
     retriever = Retriever(make_store(settings).open(), make_embedder(settings))
     hits = retriever.search(
         args.question,
@@ -55,9 +59,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         mode=args.retrieval,
         min_score=args.min_score,
         mmr_lambda=args.mmr,
+        where=where,
     )
+    files = retriever.index.manifest.files
     if args.json:
-        print(json.dumps([hit.to_json() for hit in hits], indent=1, ensure_ascii=False))
+        items = [
+            {**hit.to_json(), "collection": files[hit.chunk.source].collection}
+            for hit in hits
+            if hit.chunk.source in files
+        ]
+        print(json.dumps(items, indent=1, ensure_ascii=False))
         return EXIT_OK
     for hit in hits:
         scores = "  ".join(
@@ -70,7 +81,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"{hit.chunk.start}-{hit.chunk.end})  score {hit.score:.4f}  {scores}"
         )
         print(f"    {_snippet(hit.chunk.text)}")
-    if not hits:
+    if not hits and where is not None:
+        print(f"no chunk matches among the documents where {describe(where)}")
+    elif not hits:
         print("no chunk matches" if retriever.index.manifest.n_chunks else "the index is empty")
     return EXIT_OK
 

@@ -98,7 +98,9 @@ async def chat_completions(body: ChatRequest, request: Request, service: Service
         question, history = body.question(), body.history()
     except ValueError as err:
         raise UsageError(f"messages: {err}") from None
-    ticket, prepared = await service.admit(question, body.top_k, body.retrieval, history)
+    ticket, prepared = await service.admit(
+        question, body.top_k, body.retrieval, history, body.where()
+    )
     timings: dict[str, Any] = request.scope.setdefault("state", {}).setdefault("answer", {})
     shutdown = anyio.Event()
     cancel = threading.Event()

@@ -44,7 +44,9 @@ async def ask_in_conversation(
         history = found.messages()
     elif body.history is not None:
         history = [Message(m.role, m.content) for m in body.history]
-    ticket, prepared = await service.admit(body.question, body.top_k, body.retrieval, history)
+    ticket, prepared = await service.admit(
+        body.question, body.top_k, body.retrieval, history, body.where()
+    )
     conversation_id = body.conversation_id
     if conversation_id is None:
         try:

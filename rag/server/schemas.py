@@ -3,11 +3,12 @@ a readable message, never a half-started stream."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rag.conversation import Message
+from rag.filters import Filter
 from rag.settings import RetrievalMode, limit
 
 # The bounds of the settings a request may override (`Settings.max_question_chars` lowers the
@@ -36,6 +37,17 @@ class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=QUESTION.high)
     top_k: int | None = Field(default=None, ge=TOP_K.low, le=TOP_K.high)
     retrieval: RetrievalMode | None = None
+    filter: dict[str, Any] | None = Field(
+        default=None,
+        description='only sources from the documents it admits, e.g. {"collection": "manuals"}, '
+        '{"collection": ["a", "b"], "source": {"prefix": "docs/"}, "tags": {"team": "infra"}, '
+        '"modified": {"gte": "2026-01-01"}}; none admitted: "I don\'t know" without the LLM',
+    )
+
+    def where(self) -> Filter | None:
+        """The filter, parsed (`UsageError`: a 422 saying what is wrong)."""
+        return Filter.from_json(self.filter)
+
     stream: bool = True
     resumable: bool = Field(
         default=False,
@@ -117,6 +129,16 @@ class ChatRequest(BaseModel):
         default=None, ge=TOP_K.low, le=TOP_K.high, description="sources to retrieve"
     )
     retrieval: RetrievalMode | None = None
+    filter: dict[str, Any] | None = Field(
+        default=None,
+        description='only sources from the documents it admits, e.g. {"collection": "manuals"}, '
+        '{"collection": ["a", "b"], "source": {"prefix": "docs/"}, "tags": {"team": "infra"}, '
+        '"modified": {"gte": "2026-01-01"}}; none admitted: "I don\'t know" without the LLM',
+    )
+
+    def where(self) -> Filter | None:
+        """The filter, parsed (`UsageError`: a 422 saying what is wrong)."""
+        return Filter.from_json(self.filter)
 
     def question(self) -> str:
         """The last user message: what retrieval runs on."""

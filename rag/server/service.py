@@ -33,6 +33,7 @@ from rag.errors import (
     RagError,
     UploadConflict,
 )
+from rag.filters import Filter
 from rag.ingestion import ingest
 from rag.llm import LLM, make_llm
 from rag.metrics import Metrics
@@ -181,6 +182,7 @@ class Service:
         top_k: int | None,
         retrieval: Mode | None,
         history: Sequence[Message] = (),
+        where: Filter | None = None,
     ) -> tuple[Ticket, Prepared]:
         """A place in the pool, then retrieval in a worker thread; errors leave no place taken."""
         limit = self.settings.max_question_chars
@@ -192,7 +194,7 @@ class Service:
         try:
             loop = asyncio.get_running_loop()
             prepared = await loop.run_in_executor(
-                self.retrieval_executor, self.prepare, question, top_k, retrieval, history
+                self.retrieval_executor, self.prepare, question, top_k, retrieval, history, where
             )
         except BaseException:
             ticket.release()
@@ -206,10 +208,13 @@ class Service:
         top_k: int | None,
         retrieval: Mode | None,
         history: Sequence[Message] = (),
+        where: Filter | None = None,
     ) -> Prepared:
         """Retrieval and prompt (blocking: call it from a thread)."""
         self.refresh()
-        return self.answerer().prepare(question, top_k=top_k, retrieval=retrieval, history=history)
+        return self.answerer().prepare(
+            question, top_k=top_k, retrieval=retrieval, history=history, where=where
+        )
 
     def generate(self, prepared: Prepared, cancel: threading.Event) -> Iterator[Token | Done]:
         return self.answerer().generate(prepared, cancel)
