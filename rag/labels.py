@@ -20,6 +20,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")  # a collection or a tag 
 class Labels:
     collection: str | None = None
     tags: Mapping[str, str] | None = None
+    only: frozenset[str] | None = None  # the files (absolute paths) they label; None: all found
 
     def __post_init__(self) -> None:
         if self.collection is not None and not NAME.fullmatch(self.collection):
@@ -32,6 +33,8 @@ class Labels:
 
     def apply(self, entry: FileEntry, prior: FileEntry | None) -> FileEntry:
         """`entry` labelled: by these labels where given, else as `prior` was."""
+        if self.only is not None and entry.path not in self.only:
+            return UNLABELLED.apply(entry, prior)
         collection = self.collection or (prior.collection if prior else DEFAULT_COLLECTION)
         tags = self.tags if self.tags is not None else (prior.tags if prior else {})
         return dataclasses.replace(entry, collection=collection, tags=dict(tags))

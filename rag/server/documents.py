@@ -12,6 +12,7 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from rag.corpus import FileEntry
+from rag.labels import Labels, parse_tags
 from rag.server.service import Service, ServiceDep
 
 router = APIRouter(tags=["documents"])
@@ -25,6 +26,10 @@ def describe(source: str, entry: FileEntry, service: Service) -> dict[str, Any]:
         "n_chunks": entry.n_chunks,
         "sha256": entry.sha256,
         "uploaded": service.is_upload(entry),
+        "collection": entry.collection,
+        "file_type": entry.file_type,
+        "modified": entry.modified,
+        "tags": entry.tags,
     }
 
 
@@ -35,13 +40,23 @@ def describe(source: str, entry: FileEntry, service: Service) -> dict[str, Any]:
     responses={409: {"description": "a file of that name was uploaded before (see replace)"}},
 )
 async def upload(
-    files: Annotated[list[UploadFile], File(description="txt, md, html or pdf files")],
+    files: Annotated[
+        list[UploadFile],
+        File(description="txt, md, html, pdf, docx, pptx, xlsx, csv or epub files"),
+    ],
     service: ServiceDep,
     replace: Annotated[
         bool, Form(description="replace earlier uploads of the same names (else 409)")
     ] = False,
+    collection: Annotated[
+        str | None, Form(description="the collection of these files (default: default)")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, Form(description="key=value tags of these files (repeat the field)")
+    ] = None,
 ) -> dict[str, Any]:
-    uploaded = await service.upload(files, replace)
+    labels = Labels(collection, parse_tags(tag) if tag else None)
+    uploaded = await service.upload(files, replace, labels)
     entries = service.documents()
     return {
         "documents": [
@@ -54,9 +69,40 @@ async def upload(
 
 
 @router.get("/v1/documents", summary="The documents in the index")
-async def list_documents(service: ServiceDep) -> dict[str, Any]:
+async def list_documents(service: ServiceDep, collection: str | None = None) -> dict[str, Any]:
     entries = await run_in_threadpool(service.documents)
-    return {"documents": [describe(s, e, service) for s, e in entries.items()]}
+    return {
+        "documents": [
+            describe(s, e, service)
+            for s, e in entries.items()
+            if collection is None or e.collection == collection
+        ]
+    }
+
+
+@router.get("/v1/collections", summary="The collections and what each holds")
+async def list_collections(service: ServiceDep) -> dict[str, Any]:
+    entries = await run_in_threadpool(service.documents)
+    counts: dict[str, list[int]] = {}
+    for entry in entries.values():
+        held = counts.setdefault(entry.collection, [0, 0])
+        held[0] += 1
+        held[1] += entry.n_chunks
+    return {
+        "collections": [
+            {"name": name, "documents": n, "chunks": chunks}
+            for name, (n, chunks) in sorted(counts.items())
+        ]
+    }
+
+
+@router.delete("/v1/collections/{name}", summary="Delete a collection and its documents")
+async def delete_collection(name: str, service: ServiceDep) -> dict[str, Any]:
+    try:
+        removed, report = await run_in_threadpool(service.remove_collection, name)
+    except KeyError:
+        raise HTTPException(404, f"no collection {name!r} in the index") from None
+    return {"deleted": name, "documents": removed, "index_version": report.version}
 
 
 @router.delete("/v1/documents/{document_id:path}", summary="Delete an uploaded document")

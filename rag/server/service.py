@@ -9,6 +9,7 @@ upload; a reader holds the version it started with until it is done (versions ar
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -35,6 +36,7 @@ from rag.errors import (
 )
 from rag.filters import Filter
 from rag.ingestion import ingest
+from rag.labels import UNLABELLED, Labels
 from rag.llm import LLM, make_llm
 from rag.metrics import Metrics
 from rag.retrieval import Mode, Retriever
@@ -231,7 +233,9 @@ class Service:
     def is_upload(self, entry: FileEntry) -> bool:
         return Path(entry.root).resolve() == self.settings.upload_dir.resolve()
 
-    async def upload(self, files: Sequence[UploadFile], replace: bool) -> Uploaded:
+    async def upload(
+        self, files: Sequence[UploadFile], replace: bool, labels: Labels = UNLABELLED
+    ) -> Uploaded:
         """Write `files` into the upload folder and ingest it; a file ingestion refuses is
         removed again. `UploadConflict` for an earlier upload's name unless `replace`,
         `BadUpload` when no file could be ingested."""
@@ -239,7 +243,8 @@ class Service:
         replaced = earlier_uploads(files, folder, replace)
         folder.mkdir(parents=True, exist_ok=True)
         written = [await save(f, folder, self.settings.max_upload_bytes) for f in files]
-        report = await run_in_threadpool(self.ingest_uploads)
+        mine = dataclasses.replace(labels, only=frozenset(str(p.resolve()) for p in written))
+        report = await run_in_threadpool(self.ingest_uploads, mine)
         ours = {path.resolve() for path in written}
         refused = {Path(s.path).name: s.reason for s in report.skipped if Path(s.path) in ours}
         for path in written:  # a file ingestion could not read must not linger in the folder
@@ -268,13 +273,34 @@ class Service:
         Path(entry.path).unlink(missing_ok=True)
         return self.ingest_uploads()
 
-    def ingest_uploads(self) -> IngestReport:
+    def remove_collection(self, name: str) -> tuple[list[str], IngestReport]:
+        """Drop every document of collection `name` from the index, and the files of those
+        uploaded (blocking); `NotFound`-like `KeyError` when it has none."""
+        documents = {s: e for s, e in self.documents().items() if e.collection == name}
+        if not documents:
+            raise KeyError(name)
+        for entry in documents.values():
+            if self.is_upload(entry):
+                Path(entry.path).unlink(missing_ok=True)
+        return sorted(documents), self.ingest_uploads(remove=sorted(documents))
+
+    def ingest_uploads(
+        self, labels: Labels = UNLABELLED, remove: Sequence[str] = ()
+    ) -> IngestReport:
         """Bring the index up to date with the upload folder (files gone from it are dropped
-        from the index), then serve the new version. Blocking."""
+        from the index; `labels` for the files it names), drop the documents in `remove`, then
+        serve the new version. Blocking."""
         assert self.embedder is not None
         upload_dir = self.settings.upload_dir
         with self.ingest_lock:
-            report = ingest([Path(upload_dir)], self.settings, self.embedder, store=self.store)
+            report = ingest(
+                [Path(upload_dir)],
+                self.settings,
+                self.embedder,
+                store=self.store,
+                labels=labels,
+                remove=remove,
+            )
             self.metrics.ingested(report, "upload")
             for note in report.announcements():  # an upload changed more than its documents
                 log.warning("upload: %s", note)
