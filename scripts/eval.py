@@ -25,6 +25,7 @@ from typing import Any
 
 from rag.answer import Answerer
 from rag.chunks import Chunk
+from rag.cli.filters import add_filter_options, filter_json
 from rag.conversation import search_context
 from rag.embeddings import make_embedder
 from rag.errors import RagError
@@ -35,12 +36,15 @@ from rag.evaluation import (
     sample,
     token_f1,
 )
+from rag.filters import Filter
 from rag.ingestion import ingest
 from rag.llm import make_llm
 from rag.retrieval import MODES, Hit, Retriever
 from rag.settings import Settings
 from rag.squad import Article, Question, load_articles, write_articles
 from rag.stores import make_store
+
+CORPUS = "squad"  # the folder the articles are written to: sources are squad/<article>.md
 
 CITATION = re.compile(r"\s*\[\d+\]")
 
@@ -98,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="only the conversational questions of this kind",
     )
+    parser.add_argument(
+        "--own-article",
+        action="store_true",
+        help="search each question only within its own article (a filter on its source)",
+    )
+    add_filter_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.articles is not None and not re.fullmatch(r"\d+-\d+", args.articles):
@@ -160,7 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if settings.store == "pgvector":  # a schema of its own, dropped afterwards
         settings = settings.replace(database_schema=f"rag_eval_{os.getpid()}")
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "squad"
+        corpus = Path(tmp) / CORPUS
         write_articles(articles, corpus)
         settings = settings.replace(index_dir=args.index or Path(tmp) / "index")
         embedder = make_embedder(settings)
@@ -188,9 +198,14 @@ def evaluate(
     settings = settings.replace(retrieval=args.retrieval)
     retriever.search("warm up", 1, mode=args.retrieval)
 
+    given = filter_json(args)
+    own = {q.id: f"{CORPUS}/{a.file_name}" for a in articles for q in a.questions}
+
     def search(question: Question, k: int) -> list[Hit]:
         context = None if args.no_history else search_context(question.text, question.history)
-        return retriever.search(question.text, k, mode=args.retrieval, context=context)
+        raw = {**given, "source": own[question.id]} if args.own_article else given
+        where = Filter.from_json(raw)
+        return retriever.search(question.text, k, mode=args.retrieval, context=context, where=where)
 
     def asked_before(question: Question) -> None:  # as the conversation's earlier turns did
         if not args.no_history:
@@ -218,6 +233,11 @@ def evaluate(
         "recall": {str(k): scores.recall(k) for k in sorted({*RECALL_KS, args.k})},
         "mrr_at_10": scores.mrr_at_10,
         "latency_ms": {"p50": scores.latency_ms(0.5), "p95": scores.latency_ms(0.95)},
+        **(
+            {"filter": {**given, **({"source": "own article"} if args.own_article else {})}}
+            if given or args.own_article
+            else {}
+        ),
         **({"by_kind": by_kind, "history": not args.no_history} if by_kind else {}),
     }
 
