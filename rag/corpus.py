@@ -122,6 +122,7 @@ class Candidates:
     cosine: dict[int, float] = field(default_factory=dict)  # every candidate, given a vector
     sentence: dict[int, float] = field(default_factory=dict)  # its best sentence's cosine, same
     chunks: dict[int, Chunk] = field(default_factory=dict)
+    collections: dict[int, str] = field(default_factory=dict)  # each chunk's document's
     vectors: dict[int, NDArray[np.float32]] = field(default_factory=dict)  # when asked
 
 

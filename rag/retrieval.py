@@ -53,6 +53,7 @@ class Hit:
     chunk: Chunk
     dense_score: float | None = None  # cosines: 0.3 x the chunk's + 0.7 x its best sentence's
     bm25_score: float | None = None  # None: the chunk shares no term with the question
+    collection: str | None = None  # its document's (None: a store that did not say)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class Hit:
             "dense_score": None if self.dense_score is None else round(self.dense_score, 6),
             "bm25_score": None if self.bm25_score is None else round(self.bm25_score, 6),
             **self.chunk.to_json(),
+            **({} if self.collection is None else {"collection": self.collection}),
         }
 
     @classmethod
@@ -68,7 +70,14 @@ class Hit:
         """A hit read back from `to_json` (extra keys, such as a citation number, ignored)."""
         fields = {f.name for f in dataclasses.fields(Chunk)}
         chunk = Chunk.from_json({k: v for k, v in data.items() if k in fields})
-        return cls(data["rank"], data["score"], chunk, data["dense_score"], data["bm25_score"])
+        return cls(
+            data["rank"],
+            data["score"],
+            chunk,
+            data["dense_score"],
+            data["bm25_score"],
+            data.get("collection"),
+        )
 
 
 class Retriever:
@@ -142,7 +151,14 @@ class Retriever:
         if mmr_lambda is not None and vector is not None:
             ranked = self._mmr(ranked, found.vectors, vector, k, mmr_lambda)
         return [
-            Hit(rank, score, found.chunks[key], dense.get(key), found.lexical.get(key))
+            Hit(
+                rank,
+                score,
+                found.chunks[key],
+                dense.get(key),
+                found.lexical.get(key),
+                found.collections.get(key),
+            )
             for rank, (key, score) in enumerate(ranked[:k], start=1)
         ]
 

@@ -150,6 +150,8 @@ def test_random_filters_admit_the_same_hits_on_both_stores(
             assert len(hits) == min(8, n_chunks), (trial, raw, name)  # k when k exist
             hybrid = retriever.search(question, k=8, where=where)
             assert {h.chunk.source for h in hybrid} <= admitted, (trial, raw, name)
+            named = {h.collection for h in hits}
+            assert named == {manifest.files[h.chunk.source].collection for h in hits}, name
             found[name] = [(h.chunk.id, round(h.dense_score or 0, 4)) for h in hits]
         ours, theirs = found["faiss"], found["pgvector"]
         assert [s for _, s in ours] == [s for _, s in theirs], (trial, raw)

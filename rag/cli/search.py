@@ -61,14 +61,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         mmr_lambda=args.mmr,
         where=where,
     )
-    files = retriever.index.manifest.files
     if args.json:
-        items = [
-            {**hit.to_json(), "collection": files[hit.chunk.source].collection}
-            for hit in hits
-            if hit.chunk.source in files
-        ]
-        print(json.dumps(items, indent=1, ensure_ascii=False))
+        print(json.dumps([hit.to_json() for hit in hits], indent=1, ensure_ascii=False))
         return EXIT_OK
     for hit in hits:
         scores = "  ".join(

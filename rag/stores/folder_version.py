@@ -85,6 +85,12 @@ class StoredIndex:
             found.lexical = {int(r): float(s) for s, r in zip(scores, rows, strict=True)}
         keys = list(found.dense.keys() | near | found.lexical.keys())
         found.chunks = {key: self.chunks[key] for key in keys}
+        files = self.manifest.files
+        found.collections = {
+            key: files[chunk.source].collection
+            for key, chunk in found.chunks.items()
+            if chunk.source in files
+        }
         found.cosine = dict(found.dense)
         missing = [key for key in keys if key not in found.dense]
         if vector is not None and missing:  # chunks the vector search did not return

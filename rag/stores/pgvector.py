@@ -317,6 +317,7 @@ class PostgresCorpus:
             found.chunks[key] = Chunk(
                 f"{source}#{chunk_no}", source, title, chunk_no, start, end, text, sha256
             )
+            found.collections[key] = columns[7]
             if with_vectors:
-                found.vectors[key] = np.asarray(columns[7].to_numpy(), dtype=np.float32)
+                found.vectors[key] = np.asarray(columns[8].to_numpy(), dtype=np.float32)
         return found

@@ -51,7 +51,7 @@ LEXICAL = sql.SQL(
     matched AS (
         SELECT c.id, c.tsv, c.n_words FROM rag_chunks c
         WHERE c.tsv @@ (SELECT string_agg(quote_literal(word), ' | ')::tsquery FROM words)
-            AND c.{only}
+            AND {only}
     ),
     lexical AS (
         SELECT m.id, sum(w.idf * f.tf / (f.tf + {k1} * (1 - {b} + {b} * m.n_words / t.average)))
@@ -163,7 +163,9 @@ def candidates_sql(
     return sql.SQL(
         "WITH {parts} SELECT c.id, {near}, {rank}, {cos}, {best}, c.source, c.chunk_no, "
         "c.title, "
-        "c.start_char, c.end_char, c.text, c.sha256{extra} FROM rag_chunks c{joins} "
+        "c.start_char, c.end_char, c.text, c.sha256, "
+        "(SELECT f.collection FROM rag_files f WHERE f.source = c.source){extra} "
+        "FROM rag_chunks c{joins} "
         "WHERE c.id IN ({union})"
     ).format(
         parts=sql.SQL(", ").join(parts),
