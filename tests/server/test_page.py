@@ -203,3 +203,25 @@ def test_the_page_resumes_an_answer_after_the_network_drops(serve: Serve, page: 
     assert value(metrics, "rag_http_requests_total", route=route, method="GET", status="200") >= 1
     assert value(metrics, "rag_answers_total", outcome="done") == 1
     relay.close()
+
+
+def test_the_collection_picker_asks_within_one_collection(serve: Serve, page: Page) -> None:
+    import httpx
+
+    server = serve()
+    pump = b"# Pump manual\n\nThe Super Bowl pump must be primed before starting."
+    response = httpx.post(
+        f"{server.url}/v1/documents",
+        files=[("files", ("pump.md", pump))],
+        data={"collection": "manuals"},
+        timeout=60,
+    )
+    assert response.status_code == 201, response.text
+    page.goto(server.url + "/")
+    page.wait_for_selector("#collection option[value=manuals]", state="attached")
+    page.select_option("#collection", "manuals")
+    page.fill("#question", "Who won Super Bowl 50?")
+    page.press("#question", "Enter")
+    page.wait_for_function("document.querySelector('#timings').innerText.startsWith('retrieval')")
+    shown = page.inner_text("#sources")
+    assert "manuals · uploads/pump.md" in shown and "docs/football.md" not in shown
