@@ -21,7 +21,7 @@ import pytest
 from bench.live import free_port
 from rag.settings import Settings
 from rag.stores.pgvector import PostgresStore
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, wait_until, write_corpus
 from tests.pdfs import text_pdf
 from tests.server.conftest import Serve, process_env
 from tests.upstream import FakeUpstream
@@ -64,6 +64,10 @@ def test_every_shell_command_in_the_readme_runs(
     (home / "papers/report.pdf").write_bytes(text_pdf(["The report concluded: ship it."]))
     (home / "notes.md").write_text("# Notes\n\nUploaded notes about zebras.\n")
     (home / "paper.pdf").write_bytes(text_pdf(["A paper about giraffes."]))
+    write_corpus(
+        home / "manuals",
+        {"pump.md": "# Pump\n\nPrime the pump before starting.", "valve.md": "# Valve\n\nTurn."},
+    )
     env = {
         **os.environ,
         "HOME": str(home),
@@ -121,6 +125,10 @@ def check_output(command: str, out: str) -> None:
         assert events[0][1][0]["source"] == "docs/football.md"
     elif "rag ingest" in command:
         assert "2 added" in out or "added 2" in out, out
+    elif "--collection manuals" in command:  # rag search within the collection
+        assert "manuals/pump.md" in out and "notes/" not in out, out
+    elif "--where" in command:  # rag ask, among PDF and Word files only
+        assert "[1] report.pdf" in out and "manuals/" not in out, out
     elif "rag search" in command:
         assert "notes/ideas.md" in out or "papers/report.pdf" in out, out
     else:  # rag ask: the answer, then its sources
