@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
+from websockets.sync.client import connect
 
 from rag.answer import NO_ANSWER
 from tests.server.conftest import Serve
@@ -50,6 +53,13 @@ def test_a_collection_is_uploaded_listed_asked_within_and_deleted(serve: Serve) 
         )
         assert chat.status_code == 200, chat.text
         assert [s["source"] for s in chat.json()["sources"]] == ["uploads/valve.md"]
+
+        with connect(f"{server.ws_url}/v1/ws") as ws:
+            ws.send(json.dumps({"question": question, "filter": {"collection": "manuals"}}))
+            first = json.loads(ws.recv(timeout=10))
+            assert first["type"] == "sources", first
+            assert [s["source"] for s in first["sources"]] == ["uploads/pump.md"]
+            assert first["sources"][0]["collection"] == "manuals"
 
         deleted = client.delete("/v1/collections/manuals")
         assert deleted.status_code == 200 and deleted.json()["documents"] == ["uploads/pump.md"]
