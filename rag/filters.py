@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.corpus import FileEntry
+from rag.catalog import FileEntry
 from rag.errors import UsageError
 
 FIELDS = ("collection", "source", "file_type", "title")  # matched by equality or `in`

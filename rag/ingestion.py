@@ -17,9 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rag.catalog import FileEntry
 from rag.chunk_vectors import embed_chunks
 from rag.chunks import Chunk, Chunker
-from rag.corpus import Change, FileEntry, IndexInfo, IndexWriter, IngestReport, Store
+from rag.corpus import Change, IndexInfo, IndexWriter, IngestReport, Store
 from rag.documents import (
     NO_SUCH_FILE,
     Candidate,

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from rag.corpus import DEFAULT_COLLECTION, FileEntry
+from rag.catalog import DEFAULT_COLLECTION, FileEntry
 from rag.errors import UsageError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")  # a collection or a tag key

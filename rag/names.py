@@ -7,7 +7,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from rag.corpus import FileEntry
+from rag.catalog import FileEntry
 from rag.documents import Candidate
 
 

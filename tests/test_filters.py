@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.corpus import FileEntry
+from rag.catalog import FileEntry
 from rag.embeddings import HashingEmbedder
 from rag.errors import UsageError
 from rag.filters import Filter, describe

@@ -17,6 +17,17 @@ from rag.labels import Labels, parse_tags
 from rag.settings import Settings
 
 
+DESCRIPTION = (
+    "Read .txt, .md, .html, .pdf (scanned pages by OCR when Tesseract is installed), .docx, "
+    ".pptx, .xlsx, .csv and .epub files, and text files without an extension (folders "
+    "recursively), split them into chunks, embed them and write the index. Only new or changed "
+    "files are embedded; files that vanished from a folder walked again are dropped (unless "
+    "--no-prune). An existing index keeps its chunk settings and index type unless others are "
+    "given. Exit status: 0 all ingested, 1 some files skipped (each with its reason), 2 usage "
+    "error."
+)
+
+
 def add_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
@@ -26,13 +37,7 @@ def add_parser(
         "ingest",
         parents=[common, machine],
         help="add files and folders to the index (incremental)",
-        description="Read .txt, .md, .html, .pdf (scanned pages by OCR when Tesseract is "
-        "installed), .docx, .pptx, .xlsx, .csv and .epub files, and text files without an "
-        "extension (folders recursively), split them into chunks, embed them and write the "
-        "index. Only new or changed files are embedded; files "
-        "that vanished from a folder walked again are dropped (unless --no-prune). An existing "
-        "index keeps its chunk settings and index type unless others are given. Exit "
-        "status: 0 all ingested, 1 some files skipped (each with its reason), 2 usage error.",
+        description=DESCRIPTION,
     )
     ing.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
     ing.add_argument(
@@ -67,20 +72,7 @@ def add_parser(
         help="keep chunks of files that were removed from a re-ingested folder",
     )
     ing.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    ing.add_argument(
-        "--collection",
-        default=None,
-        metavar="NAME",
-        help="put the files found in this collection (default: each keeps its own; new files: "
-        "default)",
-    )
-    ing.add_argument(
-        "--tag",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="tag the files found (repeat; replaces their tags; default: each keeps its own)",
-    )
+    add_label_options(ing)
     ing.add_argument(
         "--metrics-file",
         type=Path,
@@ -91,6 +83,23 @@ def add_parser(
         "collector: --metrics-file /var/lib/node_exporter/rag_ingest.prom",
     )
     ing.set_defaults(run=run)
+
+
+def add_label_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--collection",
+        default=None,
+        metavar="NAME",
+        help="put the files found in this collection (default: each keeps its own; new files: "
+        "default)",
+    )
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="tag the files found (repeat; replaces their tags; default: each keeps its own)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from rag.corpus import FileEntry
+from rag.catalog import FileEntry
 from rag.labels import Labels, parse_tags
 from rag.server.service import Service, ServiceDep
 

@@ -29,14 +29,9 @@ class HistoryMessage(BaseModel):
     content: str = Field(min_length=1, max_length=QUESTION.high)
 
 
-class AskRequest(BaseModel):
-    """`POST /v1/ask` and each WebSocket question."""
+class Filtered(BaseModel):
+    """A request that may limit its sources to some documents."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    question: str = Field(min_length=1, max_length=QUESTION.high)
-    top_k: int | None = Field(default=None, ge=TOP_K.low, le=TOP_K.high)
-    retrieval: RetrievalMode | None = None
     filter: dict[str, Any] | None = Field(
         default=None,
         description='only sources from the documents it admits, e.g. {"collection": "manuals"}, '
@@ -47,6 +42,16 @@ class AskRequest(BaseModel):
     def where(self) -> Filter | None:
         """The filter, parsed (`UsageError`: a 422 saying what is wrong)."""
         return Filter.from_json(self.filter)
+
+
+class AskRequest(Filtered):
+    """`POST /v1/ask` and each WebSocket question."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=QUESTION.high)
+    top_k: int | None = Field(default=None, ge=TOP_K.low, le=TOP_K.high)
+    retrieval: RetrievalMode | None = None
 
     stream: bool = True
     resumable: bool = Field(
@@ -115,7 +120,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(Filtered):
     """`POST /v1/chat/completions`: the OpenAI request shape. Options this service does not use
     (temperature, n, tools ...) are accepted and ignored, as OpenAI clients send them freely."""
 
@@ -129,16 +134,6 @@ class ChatRequest(BaseModel):
         default=None, ge=TOP_K.low, le=TOP_K.high, description="sources to retrieve"
     )
     retrieval: RetrievalMode | None = None
-    filter: dict[str, Any] | None = Field(
-        default=None,
-        description='only sources from the documents it admits, e.g. {"collection": "manuals"}, '
-        '{"collection": ["a", "b"], "source": {"prefix": "docs/"}, "tags": {"team": "infra"}, '
-        '"modified": {"gte": "2026-01-01"}}; none admitted: "I don\'t know" without the LLM',
-    )
-
-    def where(self) -> Filter | None:
-        """The filter, parsed (`UsageError`: a 422 saying what is wrong)."""
-        return Filter.from_json(self.filter)
 
     def question(self) -> str:
         """The last user message: what retrieval runs on."""

@@ -23,8 +23,9 @@ from fastapi import Depends, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from rag.answer import Answerer, Done, Prepared, Token
+from rag.catalog import FileEntry
 from rag.conversation import ConversationStore, Message
-from rag.corpus import FileEntry, IngestReport
+from rag.corpus import IngestReport
 from rag.embeddings import Embedder, make_embedder
 from rag.errors import (
     BadUpload,

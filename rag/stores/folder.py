@@ -32,13 +32,7 @@ from numpy.typing import NDArray
 
 from rag.chunks import Chunk
 from rag.conversation import limits
-from rag.corpus import (
-    Change,
-    Corpus,
-    IndexInfo,
-    IndexWriter,
-    Written,
-)
+from rag.corpus import Change, Corpus, IndexInfo, IndexWriter, Written
 from rag.errors import IndexCorrupt, IndexError_, IndexLocked, IndexNotFound, UsageError
 from rag.index import FaissIndex
 from rag.lexical import LexicalIndex

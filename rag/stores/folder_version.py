@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from rag.catalog import FileEntry
 from rag.chunks import Chunk
-from rag.corpus import CandidateQuery, Candidates, FileEntry, IndexInfo
+from rag.corpus import CandidateQuery, Candidates, IndexInfo
 from rag.index import FaissIndex
 from rag.lexical import LexicalIndex
 from rag.stores.folder_sentences import SentenceRows

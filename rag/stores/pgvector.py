@@ -28,15 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from rag.chunks import Chunk
 from rag.conversation import limits
-from rag.corpus import (
-    CandidateQuery,
-    Candidates,
-    Change,
-    Corpus,
-    IndexInfo,
-    IndexWriter,
-    Written,
-)
+from rag.corpus import CandidateQuery, Candidates, Change, Corpus, IndexInfo, IndexWriter, Written
 from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable, UsageError
 from rag.settings import IndexType, Settings
 from rag.stores.pgvector_answers import PostgresAnswers

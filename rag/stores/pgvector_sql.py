@@ -17,8 +17,9 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from rag.catalog import FileEntry
 from rag.chunks import Chunk
-from rag.corpus import FileEntry, IndexInfo
+from rag.corpus import IndexInfo
 from rag.errors import IndexLocked
 from rag.lexical import K1, B
 
@@ -106,6 +107,23 @@ def filter_sql(admitted: Filter, params: dict[str, Any]) -> sql.Composable:
     return sql.SQL("source IN (SELECT f.source FROM rag_files f WHERE {})").format(where)
 
 
+def _dense_sql(distance: sql.Composable, admitted: sql.Composable | None) -> sql.Composed:
+    """The dense side: the `pool` nearest chunks, and the chunks of the `2 x pool` nearest
+    sentences, among the admitted ones."""
+    only = sql.SQL("true") if admitted is None else admitted
+    sentences = (
+        sql.SQL("true")
+        if admitted is None
+        else sql.SQL("chunk_id IN (SELECT id FROM rag_chunks WHERE {})").format(admitted)
+    )
+    return sql.SQL(
+        "dense AS (SELECT id, 1 - ({d}) AS cosine FROM rag_chunks WHERE {only} "
+        "ORDER BY {d} LIMIT %(pool)s), "
+        "near AS (SELECT DISTINCT chunk_id AS id FROM (SELECT chunk_id FROM rag_sentences "
+        "WHERE {sentences} ORDER BY {d} LIMIT 2 * %(pool)s) n)"
+    ).format(d=distance, only=only, sentences=sentences)
+
+
 def candidates_sql(
     dimension: int,
     dense: bool,
@@ -125,20 +143,7 @@ def candidates_sql(
     parts: list[sql.Composable] = []
     union: list[str] = []
     if dense:
-        parts.append(
-            sql.SQL(
-                "dense AS (SELECT id, 1 - ({d}) AS cosine FROM rag_chunks WHERE {only} "
-                "ORDER BY {d} LIMIT %(pool)s), "
-                "near AS (SELECT DISTINCT chunk_id AS id FROM (SELECT chunk_id FROM rag_sentences "
-                "WHERE {sentences} ORDER BY {d} LIMIT 2 * %(pool)s) n)"
-            ).format(
-                d=distance,
-                only=only,
-                sentences=sql.SQL("true")
-                if admitted is None
-                else sql.SQL("chunk_id IN (SELECT id FROM rag_chunks WHERE {})").format(admitted),
-            )
-        )
+        parts.append(_dense_sql(distance, admitted))
         union.append("SELECT id FROM dense UNION SELECT id FROM near")
     if lexical:
         parts.append(LEXICAL.format(k1=sql.Literal(K1), b=sql.Literal(B), only=only))
