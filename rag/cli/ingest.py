@@ -16,7 +16,6 @@ from rag.ingestion import default_progress, ingest
 from rag.labels import Labels, parse_tags
 from rag.settings import Settings
 
-
 DESCRIPTION = (
     "Read .txt, .md, .html, .pdf (scanned pages by OCR when Tesseract is installed), .docx, "
     ".pptx, .xlsx, .csv and .epub files, and text files without an extension (folders "
