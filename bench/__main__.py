@@ -27,6 +27,7 @@ from typing import Any
 from bench import (
     ROOT,
     builds,
+    filters,
     formats,
     generation,
     ingestion,
@@ -39,11 +40,13 @@ from bench import (
     scale,
     streaming,
 )
+from rag.settings import IndexType
 
 DEFAULT_DATASET = ROOT.parent / "shared/datasets/squad-dev-a/squad-dev-a.json"
 SECTIONS = (
     "ingestion",
     "formats",
+    "filters",
     "retrieval",
     "scale",
     "streaming",
@@ -113,6 +116,11 @@ def main() -> None:
             ocr_pages=1 if args.quick else 10,
             repeats=1 if args.quick else 3,
         )
+    if "filters" in wanted:
+        corpora: list[tuple[int, IndexType]] = [(10_000, "flat"), (10_000, "hnsw")]
+        if not args.quick:
+            corpora += [(100_000, "flat"), (100_000, "hnsw"), (1_000_000, "flat")]
+        results["filters"] = filters.run(corpora)
     if "retrieval" in wanted:
         results["retrieval"] = retrieval.run(
             args.dataset, ingestion.QUICK_ARTICLES if args.quick else None
@@ -173,6 +181,8 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
         parts.append(ingestion.render(results["ingestion"]))
     if "formats" in results:
         parts.append(formats.render(results["formats"]))
+    if "filters" in results:
+        parts.append(filters.render(results["filters"]))
     if "retrieval" in results:
         parts.append(retrieval.render(results["retrieval"]))
         plot("recall_at_k.png", "recall@k against k")
