@@ -74,7 +74,13 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert set(postgres["startup"]) == {"1 x torch", "1 x onnx", "2 x torch", "2 x onnx"}
     page = (tmp_path / "RESULTS.md").read_text()
     assert "## Ingestion" in page and "## Scale" in page and "## Reliability" in page
-    assert "## Reading each kind of file" in page
+    assert "## Reading each kind of file" in page and "## Filters" in page
+    filtered = results["filters"]["rows"]
+    assert {(r["kind"], r["filter"]) for r in filtered} == {
+        (kind, share) for kind in ("flat", "hnsw") for share in ("none", "1%", "50%")
+    }
+    assert all(r["always_10"] for r in filtered), filtered
+    assert all(r["recall_at_10"] == 1.0 for r in filtered if r["kind"] == "flat"), filtered
     kinds = results["formats"]["kinds"]
     assert set(kinds) == {".txt", ".html", ".pdf", ".docx", ".pptx", ".xlsx", ".csv", ".epub"}
     assert all(row["recall"] > 0.95 and row["seconds"] > 0 for row in kinds.values()), kinds
