@@ -4,18 +4,19 @@
 
 Sections: `ingestion` (ours vs the bare encoder vs a plain LangChain pipeline and LlamaIndex, and
 re-ingest), `formats` (reading each kind of file: MB/s and word recall, against embedding the same
-text; OCR seconds per page), `retrieval` (recall@k, MRR@10 and latency: our three modes vs
-LangChain's and LlamaIndex's default retrievers), `scale` (FAISS flat vs HNSW at 10k, 100k and 1M
-chunks), `streaming` (a live server: time to sources and first token, inter-token gaps, concurrent
-clients, llama.cpp, the overhead over a minimal StreamingResponse, REST vs SSE vs WebSocket),
-`generation` (llama.cpp through our backend vs `llama_cpp.Llama` directly), `builds` (llama.cpp
-wheels built with other options, side by side: only with --build-wheel) and `reliability` (soak,
-burst, random disconnects, the burst through `hey`, faults, hostile bodies), `metrics` (the soak
-with Prometheus metrics on and scraped vs off), `resume` (what the kept answer log costs: memory
-per answer, per event, and live against the commit before it). Writes DIR/results.json,
-DIR/RESULTS.md and PNG plots (default: benchmarks/); with --only, the other sections already in
-results.json are kept. --quick (a few minutes) runs 3 articles, 10k chunks, a short streaming run
-with the mock LLM and a tenth of the reliability run, for the test suite."""
+text; OCR seconds per page), `filters` (the cost of a filter: none, 1% and 50% of the rows
+admitted, flat and HNSW), `retrieval` (recall@k, MRR@10 and latency: our three modes vs LangChain's
+and LlamaIndex's default retrievers), `scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks),
+`streaming` (a live server: time to sources and first token, inter-token gaps, concurrent clients,
+llama.cpp, the overhead over a minimal StreamingResponse, REST vs SSE vs WebSocket), `generation`
+(llama.cpp through our backend vs `llama_cpp.Llama` directly), `builds` (llama.cpp wheels built
+with other options, side by side: only with --build-wheel) and `reliability` (soak, burst, random
+disconnects, the burst through `hey`, faults, hostile bodies), `metrics` (the soak with Prometheus
+metrics on and scraped vs off), `resume` (what the kept answer log costs: memory per answer, per
+event, and live against the commit before it). Writes DIR/results.json, DIR/RESULTS.md and PNG
+plots (default: benchmarks/); with --only, the other sections already in results.json are kept.
+--quick (a few minutes) runs 3 articles, 10k chunks, a short streaming run with the mock LLM and a
+tenth of the reliability run, for the test suite."""
 
 from __future__ import annotations
 
