@@ -25,6 +25,8 @@ def test_every_route_but_health_needs_the_key(serve: Serve) -> None:
             "/v1/models",
             "/v1/documents",
             "/v1/documents/{document_id}",
+            "/v1/collections",
+            "/v1/collections/{name}",
             "/v1/conversations",
             "/v1/conversations/{conversation_id}",
             "/metrics",
@@ -32,7 +34,7 @@ def test_every_route_but_health_needs_the_key(serve: Serve) -> None:
             "/v1/answers/{answer_id}",
         }
         for template, methods in guarded.items():
-            path = template.replace("{document_id}", "uploads/x.md")
+            path = template.replace("{document_id}", "uploads/x.md").replace("{name}", "manuals")
             path = path.replace("{conversation_id}", "0" * 32).replace("{answer_id}", "0" * 32)
             for method in methods:
                 for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}]:
