@@ -119,13 +119,20 @@ def _range(value: dict[str, Any]) -> tuple[float | None, float | None]:
 
 def _time(value: Any) -> float:
     """Seconds since the epoch from a number or an ISO 8601 date/time (UTC unless it says)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            if math.isfinite(value):
+                return float(value)
+        except OverflowError:  # an integer past any float
+            pass
     if isinstance(value, str):
         try:
-            return float(value)  # epoch seconds written as text (a --where flag)
+            seconds = float(value)  # epoch seconds written as text (a --where flag)
         except ValueError:
             pass
+        else:
+            if math.isfinite(seconds):
+                return seconds
         try:
             moment = dt.datetime.fromisoformat(value)
         except ValueError:

@@ -85,6 +85,10 @@ def test_json_and_flags_say_the_same_filter() -> None:
         ({"source": {"suffix": ".md"}}, 'a name or {"prefix": "folder/"}'),
         ({"modified": {"after": 1}}, "modified"),
         ({"modified": {"gte": "yesterday"}}, "'yesterday' is not a time"),
+        ({"modified": {"lt": 10**400}}, "is not a time"),
+        ({"modified": {"lt": "nan"}}, "'nan' is not a time"),
+        ({"modified": {"gte": True}}, "True is not a time"),
+        ({"tags": {"team": 5}}, "filter tags.team: a string"),
     ],
 )
 def test_a_malformed_filter_is_refused_saying_what_is_wrong(raw: object, message: str) -> None:
