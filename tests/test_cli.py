@@ -270,6 +270,21 @@ def test_remove_deletes_a_document_and_keeps_the_index_settings(
     assert "skipped docs/none.md: not in the index: nothing to remove" in unknown.stderr
 
 
+def test_remove_a_collection(tmp_path: Path) -> None:
+    manuals = write_corpus(tmp_path / "manuals", {"pump.md": "Prime it.", "valve.md": "Turn."})
+    notes = write_corpus(tmp_path / "notes", {"todo.md": "Buy valves."})
+    index = tmp_path / "idx"
+    assert rag("ingest", manuals, "--collection", "manuals", "--index", index).returncode == 0
+    assert rag("ingest", notes, "--index", index).returncode == 0
+    done = rag("remove", "--collection", "manuals", "--index", index, "--json")
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(done.stdout)["removed"]) == ["manuals/pump.md", "manuals/valve.md"]
+    missing = rag("remove", "--collection", "manuals", "--index", index)
+    assert missing.returncode == 1
+    assert "skipped manuals: no collection of that name in the index" in missing.stderr
+    assert rag("remove", "--index", index).returncode == 2
+
+
 def test_another_ingest_holding_the_index_exits_1_with_one_line(
     corpus: Path, tmp_path: Path
 ) -> None:
