@@ -15,6 +15,7 @@ RagError                  anything this package reports to a user in one sentenc
 ├── NotReady              the server's index or LLM is not available (HTTP 503)
 ├── ConversationNotFound  no conversation of that id (HTTP 404)
 ├── AnswerNotFound        no kept answer of that id to replay or cancel (HTTP 404)
+├── CollectionNotFound    no document in a collection of that name (HTTP 404)
 ├── RemoteError           `rag ask --url`: the server is unreachable, refused or failed
 └── IndexError_           the index (a folder, or tables in PostgreSQL) cannot be used
     ├── IndexNotFound     nothing has been ingested into that folder yet
@@ -108,6 +109,10 @@ class NotReady(RagError):
 
 class ConversationNotFound(RagError):
     """No conversation has that id (never created, deleted, or dropped by the limits)."""
+
+
+class CollectionNotFound(RagError):
+    """No document of the index belongs to the named collection."""
 
 
 class AnswerNotFound(RagError):

@@ -28,6 +28,7 @@ from rag.embeddings import Embedder
 from rag.errors import (
     AnswerNotFound,
     Busy,
+    CollectionNotFound,
     ConversationNotFound,
     DocumentError,
     GenerationTimeout,
@@ -179,7 +180,7 @@ def status_of(err: RagError) -> int:
     match err:
         case Busy():
             return 429
-        case ConversationNotFound() | AnswerNotFound():
+        case ConversationNotFound() | AnswerNotFound() | CollectionNotFound():
             return 404
         case NotReady() | IndexError_():
             return 503

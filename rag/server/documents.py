@@ -98,10 +98,7 @@ async def list_collections(service: ServiceDep) -> dict[str, Any]:
 
 @router.delete("/v1/collections/{name}", summary="Delete a collection and its documents")
 async def delete_collection(name: str, service: ServiceDep) -> dict[str, Any]:
-    try:
-        removed, report = await run_in_threadpool(service.remove_collection, name)
-    except KeyError:
-        raise HTTPException(404, f"no collection {name!r} in the index") from None
+    removed, report = await run_in_threadpool(service.remove_collection, name)
     return {"deleted": name, "documents": removed, "index_version": report.version}
 
 

@@ -29,6 +29,7 @@ from rag.corpus import IngestReport
 from rag.embeddings import Embedder, make_embedder
 from rag.errors import (
     BadUpload,
+    CollectionNotFound,
     IndexNotFound,
     NotReady,
     QuestionTooLong,
@@ -276,10 +277,10 @@ class Service:
 
     def remove_collection(self, name: str) -> tuple[list[str], IngestReport]:
         """Drop every document of collection `name` from the index, and the files of those
-        uploaded (blocking); `NotFound`-like `KeyError` when it has none."""
+        uploaded (blocking); `CollectionNotFound` when it has none."""
         documents = {s: e for s, e in self.documents().items() if e.collection == name}
         if not documents:
-            raise KeyError(name)
+            raise CollectionNotFound(f"no collection {name!r} in the index")
         for entry in documents.values():
             if self.is_upload(entry):
                 Path(entry.path).unlink(missing_ok=True)
