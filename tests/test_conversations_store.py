@@ -3,16 +3,20 @@ limits (turns, count, age), paging, deletion, ownership, and a crash mid-write."
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from rag.conversation import ConversationStore, Limits, Message, Turn
 from rag.settings import Settings
 from rag.stores import make_store
+from rag.stores.sqlite_conversations import FILE_NAME, SqliteConversations
 
 
 @pytest.fixture
@@ -134,3 +138,20 @@ def test_a_kill_mid_append_leaves_whole_turns(settings: Settings) -> None:
     conversation = conversations.get(cid)
     assert conversation is not None and conversation.n_turns > 0
     assert all(t.answer == "a" * 5000 and t.status == "done" for t in conversation.turns)
+
+
+def test_the_first_change_waits_for_another_connection_writing_to_the_file(
+    tmp_path: Path,
+) -> None:
+    """The first change of a process switches the file to WAL mode, and SQLite refuses that
+    switch at once, without waiting out the busy timeout, while another connection (another
+    thread's first question, another worker) is writing: it must wait for the writer and go
+    on ("database is locked" made a 503 in about one burst of 200 questions in five)."""
+    other = sqlite3.connect(tmp_path / FILE_NAME, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other_writer (a)")
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.3, other.execute, ["COMMIT"]).start()
+    store = SqliteConversations(tmp_path, Limits())
+    conversation_id = store.create("q")
+    assert store.get(conversation_id) is not None
+    other.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -15,6 +16,7 @@ from rag.conversation import ID_PATTERN, Conversation, Limits, Turn, new_id
 from rag.errors import StoreUnavailable
 
 FILE_NAME = "conversations.sqlite3"
+TIMEOUT_S = 10.0  # how long a change waits for another writer
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
@@ -38,6 +40,7 @@ class SqliteConversations:
         self.path = folder / FILE_NAME
         self.limits = limits
         self._ready = False
+        self._preparing = threading.Lock()
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -45,12 +48,12 @@ class SqliteConversations:
         ends without an error)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(sqlite3.connect(self.path, timeout=10, isolation_level=None)) as conn:
+            with closing(
+                sqlite3.connect(self.path, timeout=TIMEOUT_S, isolation_level=None)
+            ) as conn:
                 conn.execute("PRAGMA foreign_keys = ON")
                 if not self._ready:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    conn.executescript(SCHEMA)
-                    self._ready = True
+                    self._prepare(conn)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
@@ -62,6 +65,26 @@ class SqliteConversations:
             raise StoreUnavailable(
                 f"the conversations in {self.path} cannot be used: {err}"
             ) from None
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the tables, once per process. Switching to WAL needs the file to itself,
+        and SQLite refuses the switch at once ("database is locked", without waiting out the
+        busy timeout) while another connection is in a transaction: the other threads wait
+        for the switch here, other processes' connections are waited for by retrying."""
+        with self._preparing:
+            if self._ready:
+                return
+            deadline = time.monotonic() + TIMEOUT_S
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    break
+                except sqlite3.OperationalError as err:
+                    if "locked" not in str(err) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+            conn.executescript(SCHEMA)
+            self._ready = True
 
     def create(self, title: str, owner: str = "") -> str:
         conversation_id, now = new_id(), time.time()
