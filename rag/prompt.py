@@ -42,6 +42,9 @@ EXAMPLES = (
     "Answer: five and a half million square kilometres\n"
 )
 
+# The fixed head of every prompt: an engine evaluates it once and shares its KV cache.
+HEAD = f"{INSTRUCTIONS}\n\n{EXAMPLES}\n"
+
 # A generation stops at the end of its line or where the model starts a new example.
 STOP = ["\n", "Question:", "Sources:"]
 
@@ -132,7 +135,7 @@ def _context(question: str, hits: Sequence[Hit]) -> str:
 
 
 def _text(question: str, hits: Sequence[Hit], turns: Sequence[Turn] = ()) -> str:
-    return f"{INSTRUCTIONS}\n\n{EXAMPLES}\n{_transcript(turns)}{_context(question, hits)}"
+    return f"{HEAD}{_transcript(turns)}{_context(question, hits)}"
 
 
 Turn = tuple[Message, ...]  # a user message and the answers after it

