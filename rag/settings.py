@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from rag.errors import UsageError
 
@@ -176,14 +176,11 @@ class Settings:
     llm_engine: LLMEngine = field(
         default="process",
         metadata={
-            "help": "llamacpp: `process` (an engine process of its own, restarted if it dies, "
-            "decoding RAG_MAX_GENERATIONS answers together) or `inline` (in the API process, "
-            "one answer at a time)"
+            "help": "llamacpp: 'process' (its own, restarted if it dies, decoding up to "
+            "max_generations answers together) or 'inline' (in the API process, one at a time)"
         },
     )
-    llm_context_tokens: int = field(
-        default=2048, metadata={"help": "llama.cpp context size (per answer)"}
-    )
+    llm_context_tokens: int = field(default=2048, metadata={"help": "llama.cpp context per answer"})
     llm_threads: int = field(default=0, metadata={"help": "llama.cpp threads (0: all cores)"})
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature"})
     max_tokens: int = field(default=48, metadata=_help("longest answer, in LLM tokens", 1))
@@ -267,29 +264,20 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        hints = get_type_hints(Settings)
         for f in dataclasses.fields(self):
-            if "limit" in f.metadata and (
-                problem := f.metadata["limit"].problem(getattr(self, f.name))
-            ):
+            value, limit_ = getattr(self, f.name), f.metadata.get("limit")
+            if limit_ is not None and (problem := limit_.problem(value)):
                 raise UsageError(f"RAG_{f.name.upper()} {problem}")
+            choices = get_args(hints[f.name]) if get_origin(hints[f.name]) is Literal else ()
+            if choices and value not in choices:
+                label = f.name.replace("_", " ")
+                raise UsageError(f"unknown {label} {value!r}: choose one of {', '.join(choices)}")
         if not 0 <= self.chunk_overlap_tokens < self.chunk_size_tokens:
             raise UsageError(
                 f"chunk overlap ({self.chunk_overlap_tokens} tokens) must be at least 0 and "
                 f"smaller than the chunk size ({self.chunk_size_tokens} tokens)"
             )
-        for label, value, allowed in (
-            ("index type", self.index_type, IndexType),
-            ("llm", self.llm, LLMName),
-            ("llm engine", self.llm_engine, LLMEngine),
-            ("retrieval", self.retrieval, RetrievalMode),
-            ("store", self.store, StoreName),
-            ("embedding runtime", self.embedding_runtime, EmbeddingRuntime),
-            ("log level", self.log_level, LogLevel),
-        ):
-            if value not in get_args(allowed):
-                raise UsageError(
-                    f"unknown {label} {value!r}: choose one of {', '.join(get_args(allowed))}"
-                )
         if self.store == "pgvector" and not self.database_url:
             raise UsageError(
                 "RAG_STORE=pgvector needs RAG_DATABASE_URL (e.g. postgresql://user:pw@host/db)"

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from rag.llm import wire
+from rag.llm.wire import Sender
 from rag.llm.engine import serve
 from tests.fakes import ScriptedDecoder
 
@@ -36,7 +36,7 @@ def main(config: dict[str, Any]) -> int:
     if config.get("exit"):
         print("cannot load the model: a scripted failure", file=sys.stderr)
         return int(config["exit"])
-    sender = wire.Sender(sys.stdout)
+    sender = Sender(sys.stdout)
     transcript = config.get("transcript")
 
     def send(message: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rag.errors import RagError
-from rag.llm import wire
+from rag.llm.wire import Sender
 from rag.llm.scheduler import Decoding, Request, Scheduler
 
 EXIT_LOAD_FAILED = 3  # the model could not be loaded (the message is on stderr)
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
         print(err, file=sys.stderr)
         return EXIT_LOAD_FAILED
     info = {"head_tokens": len(decoder.head)}
-    serve(decoder, config["slots"], sys.stdin, wire.Sender(outbox), info)
+    serve(decoder, config["slots"], sys.stdin, Sender(outbox), info)
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from rag.dependencies import require_installed
 from rag.errors import EngineCrashed, LLMError, NotReady, UsageError
-from rag.llm import wire
+from rag.llm.wire import Sender
 from rag.prompt import HEAD, STOP, Prompt
 from rag.settings import Settings
 
@@ -65,7 +65,7 @@ class _Engine:
             bufsize=1,
         )
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.send = wire.Sender(self.process.stdin)
+        self.send = Sender(self.process.stdin)
         self.routes = routes
         self.ready = threading.Event()
         self.ended = threading.Event()  # the process has exited and its output was read
