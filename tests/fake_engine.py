@@ -15,8 +15,8 @@ import sys
 import time
 from typing import Any
 
-from rag.llm.wire import Sender
 from rag.llm.engine import serve
+from rag.llm.wire import Sender
 from tests.fakes import ScriptedDecoder
 
 

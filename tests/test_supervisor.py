@@ -20,9 +20,11 @@ import pytest
 from rag.errors import EngineCrashed, LLMError, NotReady, UsageError
 from rag.llm.supervisor import EngineLLM, death
 from rag.prompt import Prompt
+from tests.conftest import wait_until
 
 
 def fake_engine(**config: Any) -> list[str]:
+    """The command of a scripted engine (run from the repository's root, as the suite is)."""
     return [sys.executable, "-m", "tests.fake_engine", json.dumps(config)]
 
 
@@ -36,13 +38,6 @@ def engine(request: pytest.FixtureRequest) -> Iterator[EngineLLM]:
     llm = EngineLLM(fake_engine(**config), name="fake", context_tokens=512, backoff_s=(0.1, 0.2))
     yield llm
     llm.close()
-
-
-def wait_until(condition: Any, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.01)
 
 
 def test_an_answer_streams_from_the_engine_and_several_go_together(engine: EngineLLM) -> None:
@@ -77,7 +72,7 @@ def test_an_engine_killed_mid_answer_fails_that_answer_with_the_signal_and_comes
     assert problem is not None and sig.name in problem and "restarting" in problem
     with pytest.raises(NotReady, match=sig.name):
         engine.count_tokens("while it is down")
-    wait_until(lambda: engine.problem() is None)
+    wait_until(lambda: engine.problem() is None, "the engine was started again", 60)
     assert "".join(engine.stream(prompt())).split()[:2] == ["w0", "w1"]
     assert engine.restarts == 1
 

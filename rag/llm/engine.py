@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from rag.errors import RagError
-from rag.llm.wire import Sender
 from rag.llm.scheduler import Decoding, Request, Scheduler
+from rag.llm.wire import Sender
 
 EXIT_LOAD_FAILED = 3  # the model could not be loaded (the message is on stderr)
 

@@ -164,11 +164,11 @@ class EngineLLM:
         running = len(self._routes)
         reason = f"the LLM engine died: {death(code)}"
         if code == -signal.SIGKILL:
-            reason += ", sent from outside it (e.g. by the kernel's OOM killer)"
+            reason += " (sent from outside it, e.g. by the kernel's OOM killer)"
         with self._lock:
             self._problem = f"{reason}; restarting it"
             for route in self._routes.values():
-                route.put({"error": f"{reason} while generating {running} answer(s)"})
+                route.put({"error": f"{reason} while generating this answer; restarting it"})
         log.error("%s while generating %d answer(s); restarting it", reason, running)
         self._restart(engine)
 

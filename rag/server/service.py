@@ -85,6 +85,7 @@ class Service:
         self._owns_llm = False
         self.index_error: str | None = "not loaded yet"
         self._answerer: Answerer | None = None
+        self._retriever: Retriever | None = None  # without the LLM: the documents, while it is down
         self._version: str | None = None  # the version being served
         self._tried: str | None = "-"  # the last version a load was attempted for
         self._reload_lock = threading.Lock()
@@ -151,6 +152,7 @@ class Service:
                 if not isinstance(err, IndexNotFound):
                     log.error("index not usable: %s", err)
                 return
+            self._retriever = retriever
             if self.llm is not None:
                 self._answerer = Answerer(retriever, self.llm, self.settings)
             self._version, self.index_error = version, None
@@ -234,8 +236,10 @@ class Service:
         return self.store.conversations()
 
     def documents(self) -> dict[str, FileEntry]:
-        answerer = self.answerer()
-        return dict(answerer.retriever.index.manifest.files)
+        """The index's documents (whether or not the LLM is ready)."""
+        if self._retriever is None or self.index_error is not None:
+            raise NotReady(f"index not ready: {self.index_error or 'not loaded yet'}")
+        return dict(self._retriever.index.manifest.files)
 
     def is_upload(self, entry: FileEntry) -> bool:
         return Path(entry.root).resolve() == self.settings.upload_dir.resolve()
