@@ -9,7 +9,9 @@ admitted, flat and HNSW), `retrieval` (recall@k, MRR@10 and latency: our three m
 and LlamaIndex's default retrievers), `scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks),
 `streaming` (a live server: time to sources and first token, inter-token gaps, concurrent clients,
 llama.cpp, the overhead over a minimal StreamingResponse, REST vs SSE vs WebSocket), `generation`
-(llama.cpp through our backend vs `llama_cpp.Llama` directly), `builds` (llama.cpp wheels built
+(llama.cpp through our backend vs `llama_cpp.Llama` directly), `engine` (1-8 clients: the
+single slot, the engine process with 1 and 4 slots and `llama_cpp.server`; batched answers
+against answers alone), `builds` (llama.cpp wheels built
 with other options, side by side: only with --build-wheel) and `reliability` (soak, burst, random
 disconnects, the burst through `hey`, faults, hostile bodies), `metrics` (the soak with Prometheus
 metrics on and scraped vs off), `resume` (what the kept answer log costs: memory per answer, per
@@ -28,6 +30,7 @@ from typing import Any
 from bench import (
     ROOT,
     builds,
+    engine,
     filters,
     formats,
     generation,
@@ -52,6 +55,7 @@ SECTIONS = (
     "scale",
     "streaming",
     "generation",
+    "engine",
     "builds",
     "reliability",
     "metrics",
@@ -136,6 +140,8 @@ def main() -> None:
         results["streaming"] = streaming.run(quick=args.quick)
     if "generation" in wanted:
         results["generation"] = generation.run(args.dataset, 4 if args.quick else 40)
+    if "engine" in wanted:
+        results["engine"] = engine.run(args.dataset, quick=args.quick)
     if "builds" in wanted and wheels:
         results["builds"] = builds.run(wheels, args.dataset, 4 if args.quick else 20)
     if "reliability" in wanted:
@@ -195,6 +201,8 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
         plot("streaming_gaps.png", "inter-token gap against concurrent clients")
     if "generation" in results:
         parts.append(generation.render(results["generation"]))
+    if "engine" in results:
+        parts.append(engine.render(results["engine"]))
     if "builds" in results:
         parts.append(builds.render(results["builds"]))
     if "reliability" in results:

@@ -50,6 +50,11 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert 0.5 < results["streaming"]["overhead"]["gap_p50_ratio"] < 2
     generation = results["generation"]
     assert 0.5 < generation["prefill_ratio"] < 2 and generation["rows"]["ours"]["decoded_tokens"]
+    engine = results["engine"]
+    for way, rows in engine["ways"].items():  # every way answered every question asked
+        assert [(r["clients"], r["failed"]) for r in rows] == [(1, 0), (2, 0)], way
+        assert all(r["answers"] >= 3 * r["clients"] and r["tokens"] > 0 for r in rows), way
+    assert engine["compared"]["prompts"] == 8 and 0 <= engine["compared"]["same"] <= 8
     for plot in ["recall_at_k.png", "scale_latency.png", "streaming_gaps.png"]:
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG", plot
     reliability = results["reliability"]
