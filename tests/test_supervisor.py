@@ -115,6 +115,15 @@ def test_a_consumer_that_leaves_cancels_its_sequence_in_the_engine(tmp_path: Pat
     assert produced <= 2 + 5  # two read, then what was decoded before the cancel arrived
 
 
+def test_the_engine_ends_with_its_parent_not_with_a_ctrl_c_to_the_group() -> None:
+    llm = EngineLLM(fake_engine(words=3), name="fake", context_tokens=512)
+    process = llm._engine.process
+    assert os.getpgid(process.pid) != os.getpgid(0)  # a terminal's Ctrl-C is not for it
+    llm.close()
+    assert process.returncode == 0 and llm.restarts == 0
+    assert llm.problem() is None
+
+
 def test_death_names_the_signal() -> None:
     assert death(-int(signal.SIGILL)) == "SIGILL (illegal instruction)"
     assert death(-int(signal.SIGSEGV)) == "SIGSEGV (segmentation fault)"

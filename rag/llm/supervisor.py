@@ -63,6 +63,9 @@ class _Engine:
             text=True,
             encoding="utf-8",
             bufsize=1,
+            # its own session: a Ctrl-C or a SIGTERM to the server's process group reaches
+            # the server, which ends the engine by closing its input (no stray restart)
+            start_new_session=True,
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.send = Sender(self.process.stdin)
