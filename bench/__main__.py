@@ -11,7 +11,8 @@ and LlamaIndex's default retrievers), `scale` (FAISS flat vs HNSW at 10k, 100k a
 llama.cpp, the overhead over a minimal StreamingResponse, REST vs SSE vs WebSocket), `generation`
 (llama.cpp through our backend vs `llama_cpp.Llama` directly), `engine` (1-8 clients: the
 single slot, the engine process with 1 and 4 slots and `llama_cpp.server`; batched answers
-against answers alone), `builds` (llama.cpp wheels built
+against answers alone), `runtime` (the query embedder on torch and on ONNX Runtime: start-up,
+a question, `retrieval_ms`, ingest against the bare encoder), `builds` (llama.cpp wheels built
 with other options, side by side: only with --build-wheel) and `reliability` (soak, burst, random
 disconnects, the burst through `hey`, faults, hostile bodies), `metrics` (the soak with Prometheus
 metrics on and scraped vs off), `resume` (what the kept answer log costs: memory per answer, per
@@ -41,6 +42,7 @@ from bench import (
     reliability,
     resume,
     retrieval,
+    runtime,
     scale,
     streaming,
 )
@@ -56,6 +58,7 @@ SECTIONS = (
     "streaming",
     "generation",
     "engine",
+    "runtime",
     "builds",
     "reliability",
     "metrics",
@@ -142,6 +145,8 @@ def main() -> None:
         results["generation"] = generation.run(args.dataset, 4 if args.quick else 40)
     if "engine" in wanted:
         results["engine"] = engine.run(args.dataset, quick=args.quick)
+    if "runtime" in wanted:
+        results["runtime"] = runtime.run(args.dataset, quick=args.quick)
     if "builds" in wanted and wheels:
         results["builds"] = builds.run(wheels, args.dataset, 4 if args.quick else 20)
     if "reliability" in wanted:
@@ -203,6 +208,8 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
         parts.append(generation.render(results["generation"]))
     if "engine" in results:
         parts.append(engine.render(results["engine"]))
+    if "runtime" in results:
+        parts.append(runtime.render(results["runtime"]))
     if "builds" in results:
         parts.append(builds.render(results["builds"]))
     if "reliability" in results:
