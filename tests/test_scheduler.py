@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rag.errors import LLMError
 from rag.llm.scheduler import Request, Scheduler, Text
 from tests.fakes import ScriptedDecoder
 
@@ -144,3 +145,23 @@ def test_text_holds_back_what_could_start_a_stop_string_and_joins_utf8() -> None
     assert text.add("é".encode()[:1]) == ("", False)  # half a character waits for the rest
     assert text.add("é".encode()[1:]) == ("é", False)
     assert text.add(b" x\nQuestion: y") == (" x", True)
+
+
+def test_a_failed_decode_fails_the_answers_in_it_and_the_engine_goes_on() -> None:
+    decoder, sent = ScriptedDecoder(echo), Sent()
+    scheduler = Scheduler(decoder, slots=2, send=sent.append)
+    scheduler.submit(Request(1, "q a"))
+    scheduler.submit(Request(2, "q b"))
+    step = decoder.step
+
+    def full(sequences: Any, last: Any) -> None:
+        raise LLMError("llama.cpp found no room in its KV cache for the batch")
+
+    decoder.step = full  # type: ignore[method-assign]
+    scheduler.step()
+    failed = [m for m in sent if "error" in m]
+    assert [m["id"] for m in failed] == [1, 2] and sorted(decoder.freed) == [1, 2]
+    decoder.step = step  # type: ignore[method-assign]
+    scheduler.submit(Request(3, "q c"))
+    run(scheduler)
+    assert answers(sent) == {3: " c c c"}

@@ -127,7 +127,14 @@ class Scheduler:
         if not self.active:
             return
         actives = list(self.active.values())
-        self.decoder.step([a.running for a in actives], [a.last for a in actives])
+        try:
+            self.decoder.step([a.running for a in actives], [a.last for a in actives])
+        except LLMError as err:  # e.g. no room left in the KV cache: these answers fail
+            for active in actives:
+                del self.active[active.request.id]
+                self.decoder.free(active.running)
+                self.send({"id": active.request.id, "error": str(err)})
+            return
         for active in actives:
             if active.running.output_index >= 0:
                 self._advance(active)
