@@ -56,9 +56,12 @@ def test_hey_reproduces_the_burst_and_refusals_are_fast(indexed: Settings) -> No
     # committed run: refusals 53 ms p50 / 76 ms max against answers' 1,430 ms p50. 200
     # requests arrive within a few ms on 2 cores shared with hey, and the last refusal waits
     # for those before it; the first burst after start-up also starts threads.
+    # An answer's time is mostly the mock's pauses (sleeps), a refusal's is CPU: on a starved
+    # machine the ratio shrinks (1/9 seen under a busy loop and a benchmark). A refusal that
+    # waited for a slot would take at least an answer's time; 1/5 still tells them apart.
     cold, warm = result["runs"]
     answer_ms = warm["200"]["p50_ms"]
-    assert warm["429"]["p50_ms"] < answer_ms / 10, result
+    assert warm["429"]["p50_ms"] < answer_ms / 5, result
     assert warm["429"]["max_ms"] < answer_ms / 4, result
     assert cold["429"]["max_ms"] < cold["200"]["p50_ms"] / 3, result
 
