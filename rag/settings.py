@@ -99,12 +99,11 @@ class Settings:
             "embedder for tests)"
         },
     )
-    embedding_runtime: EmbeddingRuntime = field(
-        default="torch",
+    embedding_runtime: EmbeddingRuntime = field(  # measured: benchmarks/RESULTS.md, runtime
+        default="onnx",
         metadata={
-            "help": "how a sentence-transformers model runs: 'torch' or 'onnx' (ONNX Runtime: "
-            "the same vectors, no torch import, starts in a fraction of a second; exported "
-            "once into ~/.cache/rag/onnx)"
+            "help": "how a sentence-transformers model runs: 'onnx' (ONNX Runtime: the same "
+            "vectors, no torch import; exported once into ~/.cache/rag/onnx) or 'torch'"
         },
     )
     chunk_size_tokens: int = field(
@@ -213,7 +212,7 @@ class Settings:
     port: int = field(default=8000, metadata=_help("port `rag serve` listens on", 0, 65535))
     max_generations: int = field(
         default=1,
-        metadata=_help("answers generated at once (llama.cpp on 2 cores: 1)", 1),
+        metadata=_help("answers generated at once (llama.cpp on 2 cores: 1, measured)", 1),
     )
     max_queue: int = field(
         default=16,
