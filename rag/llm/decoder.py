@@ -18,12 +18,12 @@ import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import llama_cpp
 import numpy as np
 
 from rag.errors import LLMError, UsageError
+from rag.llm.llamacpp import silence_llama_logs
 
 HEAD = 0  # the sequence holding the shared head of the prompts
 BATCH_TOKENS = 512  # tokens per llama_decode call (prompt chunks and running sequences)
@@ -41,13 +41,6 @@ class Running:
     output_index: int = field(default=-1)  # its row of logits in the last step, or -1
 
 
-def _silence(lib: Any) -> None:
-    """llama.cpp prints model details to stderr; the engine's stderr is its parent's log."""
-    callback = lib.llama_log_callback(lambda level, text, data: None)
-    lib.llama_log_set(callback, ctypes.c_void_p(0))
-    _silence.keep = callback  # type: ignore[attr-defined]  # the C side holds a pointer
-
-
 class Decoder:
     def __init__(
         self,
@@ -58,7 +51,7 @@ class Decoder:
         threads: int,
         head: str = "",
     ) -> None:
-        _silence(llama_cpp)
+        silence_llama_logs(llama_cpp)
         llama_cpp.llama_backend_init()
         params = llama_cpp.llama_model_default_params()
         model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), params)

@@ -22,9 +22,7 @@ from typing import IO, Any
 
 from rag.errors import RagError
 from rag.llm.scheduler import Decoding, Request, Scheduler
-from rag.llm.wire import Sender
-
-EXIT_LOAD_FAILED = 3  # the model could not be loaded (the message is on stderr)
+from rag.llm.wire import EXIT_LOAD_FAILED, Sender
 
 
 def serve(

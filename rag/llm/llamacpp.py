@@ -23,12 +23,25 @@ from rag.settings import Settings
 _LOG_CALLBACK: Any = None
 
 
-def _silence_llama_logs(llama_cpp: Any) -> None:
+def silence_llama_logs(llama_cpp: Any) -> None:
     """llama.cpp prints model details to stderr even with verbose=False; keep the terminal clean."""
     global _LOG_CALLBACK
     if _LOG_CALLBACK is None:
         _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, data: None)
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
+def runnable_model(settings: Settings) -> Path:
+    """The GGUF file of the settings, once a child process has shown that this build of
+    llama.cpp runs it on this CPU (both the in-process backend and the engine load it)."""
+    from rag.llm.probe import ensure_runs
+
+    path = Path(settings.llm_model_path) if settings.llm_model_path else default_model_path()
+    require_installed("llama_cpp", needed_for="the llamacpp LLM", install="llama-cpp-python")
+    if not path.is_file():
+        raise UsageError(f"no GGUF model file at {path}")
+    ensure_runs(path, settings.llm_threads)
+    return path
 
 
 class LlamaCppLLM:
@@ -44,7 +57,7 @@ class LlamaCppLLM:
         llama_cpp = require("llama_cpp", needed_for="the llamacpp LLM", install="llama-cpp-python")
         if not model_path.is_file():
             raise UsageError(f"no GGUF model file at {model_path}")
-        _silence_llama_logs(llama_cpp)
+        silence_llama_logs(llama_cpp)
         try:
             self._llama = llama_cpp.Llama(
                 model_path=str(model_path),
@@ -65,13 +78,8 @@ class LlamaCppLLM:
         """The model of the settings, once a child process has shown that this build of
         llama.cpp runs it on this CPU (remembered per libraries, model and CPU): a crash there
         is an EngineCrashed saying why, where loading it here would end this process."""
-        from rag.llm.probe import ensure_runs
-
-        path = Path(settings.llm_model_path) if settings.llm_model_path else default_model_path()
-        require_installed("llama_cpp", needed_for="the llamacpp LLM", install="llama-cpp-python")
-        ensure_runs(path, settings.llm_threads)
         return cls(
-            path,
+            runnable_model(settings),
             context_tokens=settings.llm_context_tokens,
             threads=settings.llm_threads,
             temperature=settings.temperature,

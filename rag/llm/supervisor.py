@@ -21,12 +21,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import IO, Any
 
-from rag.dependencies import require_installed
 from rag.errors import EngineCrashed, LLMError, NotReady, UsageError
-from rag.llm.wire import Sender
+from rag.llm.wire import EXIT_LOAD_FAILED, Sender
 from rag.prompt import HEAD, STOP, Prompt
 from rag.settings import Settings
 
@@ -34,7 +32,6 @@ log = logging.getLogger(__name__)
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # pauses before each restart in a row
 STEADY_S = 60.0  # an engine up this long starts the next restarts from the first pause
-EXIT_LOAD_FAILED = 3  # rag.llm.engine's status when the model could not be loaded
 
 
 def death(returncode: int) -> str:
@@ -259,14 +256,9 @@ class EngineLLM:
         """The llama.cpp model of the settings in an engine process decoding up to
         RAG_MAX_GENERATIONS answers together (once the probe has shown that this build of
         llama.cpp runs it on this CPU)."""
-        from rag.llm.gguf import default_model_path
-        from rag.llm.probe import ensure_runs
+        from rag.llm.llamacpp import runnable_model
 
-        path = Path(settings.llm_model_path) if settings.llm_model_path else default_model_path()
-        require_installed("llama_cpp", needed_for="the llamacpp LLM", install="llama-cpp-python")
-        if not path.is_file():
-            raise UsageError(f"no GGUF model file at {path}")
-        ensure_runs(path, settings.llm_threads)
+        path = runnable_model(settings)
         config = {
             "model": str(path),
             "slots": settings.max_generations,

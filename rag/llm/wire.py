@@ -17,6 +17,8 @@ import json
 import threading
 from typing import IO, Any
 
+EXIT_LOAD_FAILED = 3  # the engine's exit status when the model could not be loaded
+
 
 class Sender:
     """Writes messages whole, one per line, from any thread."""
