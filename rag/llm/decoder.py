@@ -1,13 +1,23 @@
-"""Several sequences through one llama.cpp context: each `step()` is one `llama_decode` call that
-carries one token of every running sequence and, beside them, a chunk of a new prompt.
+"""Several sequences through one llama.cpp context, each answer the same text as it would be
+alone: each `step()` is one `llama_decode` call, either one token of every running sequence or
+a chunk of one new prompt.
 
 Sequence 0 holds the fixed head of every prompt (instructions and examples), evaluated once; a
-new sequence copies its KV cells (`llama_memory_seq_cp`) for the tokens its prompt shares with
-it and evaluates only the rest. The KV cache is unified (every sequence draws from one pool of
-cells), so a sequence uses what its prompt needs, and its cells go back to the pool when it
-ends (`llama_memory_seq_rm`). Sampling is greedy at temperature 0 (the argmax of the logits),
-so an answer does not depend on the others decoded beside it, up to the rounding of batched
-arithmetic.
+new sequence starts from a copy of its KV cells and evaluates only the rest of its prompt.
+
+An answer decoded beside others is the answer decoded alone (greedy sampling is the argmax of
+the logits, so this needs the logits to the last bit). llama.cpp's CPU kernels round the same
+row differently depending on what shares its call, so the context is set up so that a row
+meets the same kernels and the same KV layout whoever else runs:
+- each sequence has a KV stream of its own (not a unified cache), so its cells sit at the same
+  places alone or not, and attention (flash attention: only the order of a sequence's own cells
+  counts) sees the same values in the same order;
+- a prompt is read in calls of its own, in the same chunks whoever else is running;
+- a decoding call has at least two rows (a lone sequence gets a padding row beside it): a
+  one-row product takes ggml's vector path and a wider one llamafile's tiles, which round
+  differently;
+- weights are not repacked for the CPU (repacked Q4_K kernels treat rows in groups of four).
+The cost of these choices is measured in the `engine` section of `python -m bench`.
 
 Imported only in the engine's process (it loads llama.cpp's native library).
 """
@@ -27,6 +37,7 @@ from rag.llm.llamacpp import silence_llama_logs
 
 HEAD = 0  # the sequence holding the shared head of the prompts
 BATCH_TOKENS = 512  # tokens per llama_decode call (prompt chunks and running sequences)
+FLASH_ATTENTION = 1  # LLAMA_FLASH_ATTN_TYPE_ENABLED
 
 
 @dataclass
@@ -39,6 +50,43 @@ class Running:
     generated: int = 0
     rng: np.random.Generator | None = None
     output_index: int = field(default=-1)  # its row of logits in the last step, or -1
+
+
+Row = tuple[int, int, int, bool]  # token, position, sequence, whether its logits are wanted
+
+
+def next_call(
+    sequences: Sequence[Running], last: Sequence[int | None], pad: int, decoded_last: bool
+) -> tuple[list[Row], bool]:
+    """The rows of the next llama_decode, and whether it decodes (or reads a prompt): the
+    `last` token of each sequence that is decoding (None for one still reading its prompt),
+    with a padding row in sequence `pad` beside a lone one; or, when none is decoding or every
+    other call while some are, the next chunk of the oldest unread prompt, alone in its call.
+    Sets each sequence's `output_index` (-1: no logits for it in this call)."""
+    decoding = [
+        (running, token)
+        for running, token in zip(sequences, last, strict=True)
+        if token is not None and not running.pending
+    ]
+    reading = next((r for r in sequences if r.pending), None)
+    for running in sequences:
+        running.output_index = -1
+    rows: list[Row] = []
+    if reading is not None and (not decoding or decoded_last):
+        chunk, reading.pending = reading.pending[:BATCH_TOKENS], reading.pending[BATCH_TOKENS:]
+        rows = [(t, reading.position + i, reading.seq, False) for i, t in enumerate(chunk)]
+        reading.position += len(chunk)
+        if not reading.pending:
+            rows[-1] = (*rows[-1][:3], True)
+            reading.output_index = len(rows) - 1
+        return rows, False
+    for running, token in decoding:
+        running.output_index = len(rows)
+        rows.append((token, running.position, running.seq, True))
+        running.position += 1
+    if len(rows) == 1:  # a lone row would take other kernels: a padding row beside it
+        rows.append((rows[0][0], 0, pad, True))
+    return rows, True
 
 
 class Decoder:
@@ -54,21 +102,24 @@ class Decoder:
         silence_llama_logs(llama_cpp)
         llama_cpp.llama_backend_init()
         params = llama_cpp.llama_model_default_params()
+        params.use_extra_bufts = False  # no repacked weights
         model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), params)
         if not model:
             raise UsageError(f"llama.cpp cannot load {model_path}")
         self.model = model
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.slots = slots
+        self.pad = slots + 1  # the sequence of the padding row
         self.context_tokens = context_tokens  # per sequence, as for one answer alone
         ctx_params = llama_cpp.llama_context_default_params()
-        ctx_params.n_ctx = context_tokens * slots + context_tokens // 2
+        ctx_params.n_seq_max = slots + 2  # the head, the answers, the padding
+        ctx_params.n_ctx = context_tokens * ctx_params.n_seq_max  # a stream per sequence
         ctx_params.n_batch = BATCH_TOKENS
         ctx_params.n_ubatch = BATCH_TOKENS
-        ctx_params.n_seq_max = slots + 1
         ctx_params.n_threads = threads
         ctx_params.n_threads_batch = threads
-        ctx_params.kv_unified = True
+        ctx_params.kv_unified = False
+        ctx_params.flash_attn_type = FLASH_ATTENTION
         ctx_params.swa_full = True  # the head's cells stay whole to be copied
         self.ctx = llama_cpp.llama_init_from_model(model, ctx_params)
         if not self.ctx:
@@ -77,6 +128,7 @@ class Decoder:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
         self.head: list[int] = []
+        self._decoded_last = False  # the last step decoded (the next may read a prompt)
         if head:
             self.head = self.tokenize(head)
             self._evaluate_head()
@@ -125,38 +177,27 @@ class Decoder:
                 break
             shared += 1
         shared = min(shared, len(prompt) - 1)  # the last prompt token is evaluated for logits
-        if shared:  # the cells are shared, not copied: the cache is unified
-            llama_cpp.llama_memory_seq_cp(self.memory, HEAD, seq, 0, shared)
+        if shared:  # another stream: the head's cells are copied whole, then cut to `shared`
+            llama_cpp.llama_memory_seq_cp(self.memory, HEAD, seq, -1, -1)
+            llama_cpp.llama_memory_seq_rm(self.memory, seq, shared, -1)
         return Running(seq, list(prompt[shared:]), shared, rng=rng)
 
     def free(self, running: Running) -> None:
         llama_cpp.llama_memory_seq_rm(self.memory, running.seq, -1, -1)
 
     def step(self, sequences: Sequence[Running], last: Sequence[int | None]) -> None:
-        """One llama_decode: for each running sequence its `last` token (None for one still
-        reading its prompt); the rest of the batch goes to prompts, oldest first, in chunks.
-        Afterwards each sequence that can sample has its `output_index` set."""
-        rows: list[tuple[int, int, int, bool]] = []
-        for running, token in zip(sequences, last, strict=True):
-            running.output_index = -1
-            if token is not None and not running.pending:
-                running.output_index = len(rows)
-                rows.append((token, running.position, running.seq, True))
-                running.position += 1
-        room = BATCH_TOKENS - len(rows)
-        for running in sequences:
-            if running.pending and room > 0:
-                chunk, running.pending = running.pending[:room], running.pending[room:]
-                for i, token in enumerate(chunk):
-                    final = not running.pending and i == len(chunk) - 1
-                    if final:
-                        running.output_index = len(rows)
-                    rows.append((token, running.position + i, running.seq, final))
-                running.position += len(chunk)
-                room -= len(chunk)
-        if rows:
-            self._fill(rows)
+        """One llama_decode, as `next_call` lays it out. Afterwards each sequence that can
+        sample has its `output_index` set."""
+        rows, decoding = next_call(sequences, last, self.pad, self._decoded_last)
+        if not rows:
+            return
+        self._decoded_last = decoding
+        self._fill(rows)
+        try:
             self._decode()
+        finally:
+            if decoding:
+                llama_cpp.llama_memory_seq_rm(self.memory, self.pad, -1, -1)
 
     def sample(self, running: Running, temperature: float) -> int:
         pointer = llama_cpp.llama_get_logits_ith(self.ctx, running.output_index)
@@ -168,7 +209,7 @@ class Decoder:
         weights = np.exp(scaled)
         return int(running.rng.choice(self.n_vocab, p=weights / weights.sum()))
 
-    def _fill(self, rows: Sequence[tuple[int, int, int, bool]]) -> None:
+    def _fill(self, rows: Sequence[Row]) -> None:
         batch = self.batch
         batch.n_tokens = len(rows)
         for i, (token, position, seq, logits) in enumerate(rows):
