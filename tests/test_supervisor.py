@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from rag.errors import EngineCrashed, LLMError, NotReady, UsageError
-from rag.llm.supervisor import EngineLLM, death
+from rag.llm.probe import death
+from rag.llm.supervisor import EngineLLM
 from rag.prompt import Prompt
 from tests.conftest import wait_until
 

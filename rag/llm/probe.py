@@ -68,20 +68,31 @@ def run(command: Sequence[str], timeout_s: float = 300) -> Outcome:
     return Outcome(done.returncode, done.stdout, done.stderr, time.perf_counter() - started)
 
 
+def death(returncode: int) -> str:
+    """How a process ended, in words.
+
+    >>> death(-9), death(1)
+    ('SIGKILL (killed)', 'exit status 1')
+    """
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+    return f"{name} ({(signal.strsignal(-returncode) or name).lower()})"
+
+
 def explain(outcome: Outcome, model_path: Path, flags: frozenset[str], built_with: str = "") -> str:
     """One line: what happened, what the build and the CPU have, and how to fix it."""
     number = -outcome.returncode
-    try:
-        name = signal.Signals(number).name
-    except ValueError:
-        name = f"signal {number}"
-    what = (signal.strsignal(number) or name).lower()
     stage = "generating" if "loaded" in outcome.stdout.split() else "loading"
     features = outcome.built_with
     built = ", ".join(features) if features else built_with or "unknown options"
     lacking = cpu.missing_flags(features, flags)
     line = (
-        f"llama.cpp died with {name} ({what}) {stage} {model_path.name}: built with {built}; "
+        f"llama.cpp died with {death(outcome.returncode)} {stage} {model_path.name}: "
+        f"built with {built}; "
         f"this CPU has {' '.join(cpu.relevant_flags(flags)) or 'none of the known flags'}"
     )
     if lacking:

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from rag.errors import EngineCrashed, LLMError, NotReady, UsageError
+from rag.llm.probe import death
 from rag.llm.wire import EXIT_LOAD_FAILED, Sender
 from rag.prompt import HEAD, STOP, Prompt
 from rag.settings import Settings
@@ -32,21 +33,6 @@ log = logging.getLogger(__name__)
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # pauses before each restart in a row
 STEADY_S = 60.0  # an engine up this long starts the next restarts from the first pause
-
-
-def death(returncode: int) -> str:
-    """How a process ended, in words.
-
-    >>> death(-9), death(1)
-    ('SIGKILL (killed)', 'exit status 1')
-    """
-    if returncode >= 0:
-        return f"exit status {returncode}"
-    try:
-        name = signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
-    return f"{name} ({(signal.strsignal(-returncode) or name).lower()})"
 
 
 class _Engine:
