@@ -33,6 +33,7 @@ from bench import (
     builds,
     engine,
     filters,
+    filters_pgvector,
     formats,
     generation,
     ingestion,
@@ -129,6 +130,10 @@ def main() -> None:
         if not args.quick:
             corpora += [(100_000, "flat"), (100_000, "hnsw"), (1_000_000, "flat")]
         results["filters"] = filters.run(corpora)
+        with postgres.postgres() as url:
+            sizes = [10_000] if args.quick else [10_000, 100_000, 1_000_000]
+            results["filters"]["pgvector"], rows = filters_pgvector.measure(url, sizes)
+        results["filters"]["rows"] += rows
     if "retrieval" in wanted:
         results["retrieval"] = retrieval.run(
             args.dataset, ingestion.QUICK_ARTICLES if args.quick else None

@@ -67,6 +67,7 @@ def run(sizes: list[tuple[int, IndexType]]) -> dict[str, Any]:
             full = bool(np.all(found >= 0)) and found.shape[1] == RECALL_AT
             rows_out.append(
                 {
+                    "store": "faiss",
                     "size": size,
                     "kind": kind,
                     "filter": label,
@@ -84,6 +85,7 @@ def run(sizes: list[tuple[int, IndexType]]) -> dict[str, Any]:
 def render(r: dict[str, Any]) -> str:
     rows = [
         [
+            row.get("store", "faiss"),
             f"{row['size']:,}",
             row["kind"],
             row["filter"],
@@ -94,7 +96,8 @@ def render(r: dict[str, Any]) -> str:
         ]
         for row in r["rows"]
     ]
-    header = ["chunks", "index", "filter admits", "p50 ms", "p95 ms", "recall@10", "10 hits"]
+    header = ["store", "chunks", "index", "filter admits", "p50 ms", "p95 ms", "recall@10"]
+    header.append("10 hits")
     return "\n".join(
         [
             "## Filters: what a filter costs",
@@ -102,9 +105,13 @@ def render(r: dict[str, Any]) -> str:
             f"Vector search only (BM25 and the sentence side use the same mask), {r['queries']} "
             "queries one at a time on synthetic 384-d vectors (bench/scale.py's); recall@10 "
             "against the exact nearest among the admitted rows. A selective HNSW filter (under "
-            "5% admitted) is searched exactly over the admitted rows.",
+            "5% admitted) is searched exactly over the admitted rows. pgvector "
+            f"{r.get('pgvector', '')}: the store's own query (bench/filters_pgvector.py) over "
+            "chunks in 100 documents, a collection filter; pgvector before 0.8 walks its graph "
+            "further for a broad filter (ef_search up to 1,000) and searches a selective one "
+            "exactly (rag/stores/pgvector_plan.py).",
             "",
-            *table(header, "llrrrrl", rows),
+            *table(header, "lllrrrrl", rows),
             "",
         ]
     )

@@ -84,9 +84,9 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert "## Ingestion" in page and "## Scale" in page and "## Reliability" in page
     assert "## Reading each kind of file" in page and "## Filters" in page
     filtered = results["filters"]["rows"]
-    assert {(r["kind"], r["filter"]) for r in filtered} == {
-        (kind, share) for kind in ("flat", "hnsw") for share in ("none", "1%", "50%")
-    }
+    assert {(r["store"], r["kind"], r["filter"]) for r in filtered} == {
+        ("faiss", kind, share) for kind in ("flat", "hnsw") for share in ("none", "1%", "50%")
+    } | {("pgvector", "hnsw", share) for share in ("none", "1%", "50%", "50%, exact (before)")}
     assert all(r["always_10"] for r in filtered), filtered
     assert all(r["recall_at_10"] == 1.0 for r in filtered if r["kind"] == "flat"), filtered
     kinds = results["formats"]["kinds"]

@@ -33,6 +33,7 @@ WORDS = [
     "meadow",
 ]
 DAY = 86_400.0
+ITERATIVE = ("SET LOCAL hnsw.iterative_scan = strict_order",)
 
 
 def entry(**fields: object) -> FileEntry:
@@ -185,3 +186,53 @@ def test_a_filtered_vector_search_returns_the_k_nearest_admitted_rows(
     assert rows.shape == (3, 10) and allowed[rows].all()
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, expected, strict=True)])
     assert overlap >= (1.0 if kind == "flat" or share < 0.05 else 0.9)
+
+
+@pytest.mark.parametrize(
+    ("admitted", "pool", "iterative", "settings", "exact"),
+    [
+        (None, 50, False, (), False),  # no filter: the graph at its usual ef_search (100)
+        (None, 100, False, ("SET LOCAL hnsw.ef_search = 200",), False),
+        (500_000, 50, False, ("SET LOCAL hnsw.ef_search = 400",), False),  # 2 x 100 / 0.5
+        (200_000, 50, False, ("SET LOCAL hnsw.ef_search = 1000",), False),  # the bound
+        (199_000, 50, False, ("SET LOCAL enable_indexscan = off",), True),  # past it: exact
+        (10_000, 50, False, ("SET LOCAL enable_indexscan = off",), True),
+        (0, 50, False, ("SET LOCAL enable_indexscan = off",), True),
+        (1_000_000, 50, False, (), False),  # a filter admitting everything: as none
+        (10_000, 50, True, ITERATIVE, False),  # pgvector 0.8: walks on until it has enough
+        (10_000, 100, True, ("SET LOCAL hnsw.ef_search = 200", *ITERATIVE), False),
+    ],
+)
+def test_pgvector_walks_the_graph_further_for_a_broad_filter_and_searches_a_selective_one_exactly(
+    admitted: int | None, pool: int, iterative: bool, settings: tuple[str, ...], exact: bool
+) -> None:
+    from rag.stores.pgvector_plan import plan
+
+    chosen = plan(admitted, 1_000_000, pool, iterative)
+    assert (chosen.settings, chosen.exact) == (settings, exact)
+
+
+def test_a_pgvector_walk_that_comes_back_short_is_searched_again_exactly(
+    tmp_path: Path, pg: Settings
+) -> None:
+    """A walk of one candidate keeps at most one admitted chunk: the store must notice that it
+    has fewer than it needs and search exactly, returning k hits, the nearest admitted."""
+    from rag.stores.pgvector import PostgresCorpus
+    from rag.stores.pgvector_plan import Plan
+
+    rng = random.Random(3)
+    files = random_corpus(tmp_path, rng)
+    store = make_store(pg)
+    for path, labels in files:
+        ingest([path], pg, HashingEmbedder(), store=store, labels=labels, prune=False)
+    retriever = Retriever(store.open(), HashingEmbedder())
+    where = Filter.from_json({"collection": ["a", "b"]})
+    assert where is not None
+    exact = retriever.search("river bridge", k=8, mode="dense", where=where)
+    forced = ("SET LOCAL enable_seqscan = off", "SET LOCAL enable_sort = off")
+    walk = Plan((*forced, "SET LOCAL hnsw.ef_search = 1"), exact=False)
+    assert isinstance(retriever.index, PostgresCorpus)
+    retriever.index.plan = lambda *args: walk
+    walked = retriever.search("river bridge", k=8, mode="dense", where=where)
+    assert len(exact) == 8
+    assert [h.chunk.id for h in walked] == [h.chunk.id for h in exact]

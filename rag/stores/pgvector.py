@@ -33,17 +33,19 @@ from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable, UsageError
 from rag.settings import IndexType, Settings
 from rag.stores.pgvector_answers import PostgresAnswers
 from rag.stores.pgvector_conversations import PostgresConversations
+from rag.stores.pgvector_plan import EXACT, plan
 from rag.stores.pgvector_schema import migrate
 from rag.stores.pgvector_sql import (
     CONNECT_TIMEOUT_S,
-    EF_SEARCH,
     FILE_COLUMNS,
     FILE_FIELDS,
     POOL_TIMEOUT_S,
+    admitted_chunks,
     candidates_sql,
     configure,
     delete_file,
     file_row,
+    files_where,
     filter_sql,
     read_epoch,
     read_manifest,
@@ -245,22 +247,13 @@ class PostgresWriter:
         return Written(read_epoch(conn), int(counted[0]) if counted else 0)
 
 
-# A filtered question: pgvector 0.8+ walks the HNSW graph on until it has `pool` admitted rows
-# (iterative scan); before 0.8 a walk stops at ef_search rows, most of them excluded by a
-# selective filter, so the search is exact instead (the admitted chunks found through the
-# (source, chunk_no) index, then sorted by distance).
-FILTERED_SEARCH = {
-    True: "SET LOCAL hnsw.iterative_scan = strict_order",
-    False: "SET LOCAL enable_indexscan = off",
-}
-
-
 class PostgresCorpus:
     """Retrieval's view of the tables: always the committed state (no reload needed)."""
 
     def __init__(self, store: PostgresStore, dimension: int) -> None:
         self.store = store
         self.dimension = dimension
+        self.plan = plan  # how a question is searched (benchmarks compare others)
         self._iterative: bool | None = None
 
     def _iterative_scan(self, conn: psycopg.Connection[Any]) -> bool:
@@ -281,21 +274,32 @@ class PostgresCorpus:
         return manifest
 
     def candidates(self, query: CandidateQuery) -> Candidates:
+        """One statement (rag.stores.pgvector_sql), searched as rag.stores.pgvector_plan says:
+        the graph, the graph walked further for a filter, or exactly for a selective one."""
         vector, pool, lexical = query.vector, query.pool, query.lexical
         dense, with_vectors = query.dense and vector is not None, query.with_vectors
         params: dict[str, Any] = {"vector": vector, "query": query.text, "pool": pool}
-        admitted = None if query.filter is None else filter_sql(query.filter, params)
+        where = None if query.filter is None else files_where(query.filter, params)
+        admitted = None if where is None else filter_sql(where)
         statement = candidates_sql(
             self.dimension, dense, lexical, vector is not None, with_vectors, admitted
         )
         found = Candidates()
         with self.store.connection() as conn, conn.transaction():
-            if 2 * pool > EF_SEARCH:  # the sentence side asks for 2 x pool
-                ef_search = sql.Literal(min(2 * pool, 1000))
-                conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(ef_search))
-            if admitted is not None:
-                conn.execute(FILTERED_SEARCH[self._iterative_scan(conn)])
+            n_admitted: int | None = None
+            total = 0
+            if where is not None:
+                n_admitted, total = admitted_chunks(conn, where, params)
+            search = self.plan(n_admitted, total, pool, self._iterative_scan(conn))
+            for setting in search.settings:
+                conn.execute(setting)
             rows = conn.execute(statement, params).fetchall()
+            near = sum(1 for row in rows if row[1] is not None)
+            short = n_admitted is not None and near < min(pool, n_admitted)
+            if dense and short and not search.exact:
+                for setting in EXACT.settings:  # the walk came back short: search exactly
+                    conn.execute(setting)
+                rows = conn.execute(statement, params).fetchall()
         for key, near, rank, cosine, sentence, *columns in rows:
             if near is not None:
                 found.dense[key] = float(near)

@@ -22,6 +22,7 @@ from rag.chunks import Chunk
 from rag.corpus import IndexInfo
 from rag.errors import IndexLocked
 from rag.lexical import K1, B
+from rag.stores.pgvector_plan import EF_SEARCH
 
 if TYPE_CHECKING:
     from rag.filters import Filter
@@ -31,7 +32,6 @@ INGEST_LOCK = "rag ingest"
 LOCK_WAIT_S = 60.0
 CONNECT_TIMEOUT_S = 3
 POOL_TIMEOUT_S = 5.0
-EF_SEARCH = 100  # HNSW candidates per query (pgvector's default 40 is below our pool of 50)
 COPY_CHUNKS = (
     "COPY rag_chunks (source, chunk_no, title, start_char, end_char, text, sha256, embedding) "
     "FROM STDIN"
@@ -80,9 +80,9 @@ def file_row(entry: FileEntry) -> list[Any]:
     return [Jsonb(entry.tags) if name == "tags" else getattr(entry, name) for name in FILE_FIELDS]
 
 
-def filter_sql(admitted: Filter, params: dict[str, Any]) -> sql.Composable:
-    """`admitted` as a condition on a chunk's `source` (adding its values to `params`): the
-    same test as `Filter.admits`, over rag_files' columns (a missing tag is NULL: no match)."""
+def files_where(admitted: Filter, params: dict[str, Any]) -> sql.Composable:
+    """`admitted` as a condition on rag_files `f` (adding its values to `params`): the same
+    test as `Filter.admits` (a missing tag is NULL: no match)."""
     conditions: list[sql.Composable] = []
 
     def value(of: Any) -> sql.Placeholder:
@@ -103,8 +103,26 @@ def filter_sql(admitted: Filter, params: dict[str, Any]) -> sql.Composable:
         conditions.append(sql.SQL("f.modified >= {}").format(value(admitted.modified_from)))
     if admitted.modified_to is not None:
         conditions.append(sql.SQL("f.modified < {}").format(value(admitted.modified_to)))
-    where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
+    return sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
+
+
+def filter_sql(where: sql.Composable) -> sql.Composable:
+    """A chunk's `source` among the files `where` (a `files_where` condition) admits."""
     return sql.SQL("source IN (SELECT f.source FROM rag_files f WHERE {})").format(where)
+
+
+def admitted_chunks(
+    conn: psycopg.Connection[Any], where: sql.Composable, params: dict[str, Any]
+) -> tuple[int, int]:
+    """(chunks of the files `where` admits, all chunks), from the files' counts."""
+    row = conn.execute(
+        sql.SQL(
+            "SELECT coalesce(sum(f.n_chunks), 0), (SELECT n_chunks FROM rag_totals) "
+            "FROM rag_files f WHERE {}"
+        ).format(where),
+        params,
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def _dense_sql(distance: sql.Composable, admitted: sql.Composable | None) -> sql.Composed:

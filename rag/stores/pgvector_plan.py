@@ -1,0 +1,56 @@
+"""How the pgvector store searches among the chunks a filter admits.
+
+pgvector 0.8 and later walk the HNSW graph on until they have enough admitted rows (iterative
+scan). Before 0.8 a walk stops after `hnsw.ef_search` rows and the filter then drops the
+excluded ones, so a search keeps about `ef_search x share` rows, the share being the fraction of
+chunks the filter admits. When that still leaves a margin over what the question needs (the
+sentence side asks for `2 x pool`), the graph is searched with `ef_search` raised to match;
+when the filter is too selective for that (`ef_search` would pass pgvector's bound of 1,000),
+the search is exact: the admitted chunks are found through their indexes and sorted by
+distance. An approximate search that still came back short is done again exactly.
+
+>>> plan(admitted=500_000, total=1_000_000, pool=50, iterative=False)
+Plan(settings=('SET LOCAL hnsw.ef_search = 400',), exact=False)
+>>> plan(admitted=10_000, total=1_000_000, pool=50, iterative=False).exact
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+EF_SEARCH = 100  # HNSW candidates per query (pgvector's default 40 is below our pool of 50)
+EF_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
+MARGIN = 2  # admitted rows expected from the walk, as a multiple of those needed
+
+
+@dataclass(frozen=True)
+class Plan:
+    settings: tuple[str, ...]  # SET LOCAL statements for the search's transaction
+    exact: bool  # no index walk: every admitted chunk is compared
+
+
+EXACT = Plan(("SET LOCAL enable_indexscan = off",), exact=True)
+
+
+def ef_setting(ef_search: int) -> str:
+    return f"SET LOCAL hnsw.ef_search = {ef_search}"
+
+
+def plan(admitted: int | None, total: int, pool: int, iterative: bool) -> Plan:
+    """The search for a question needing `pool` chunks (and `2 x pool` sentences) when a filter
+    admits `admitted` of `total` chunks (None: no filter)."""
+    wanted = 2 * pool  # the sentence side's limit
+    walk = min(max(EF_SEARCH, wanted), EF_MAX)
+    usual = (ef_setting(walk),) if walk > EF_SEARCH else ()
+    if admitted is None or admitted >= total:
+        return Plan(usual, exact=False)
+    if iterative:
+        return Plan((*usual, "SET LOCAL hnsw.iterative_scan = strict_order"), exact=False)
+    if admitted == 0:
+        return EXACT
+    ef = math.ceil(MARGIN * wanted * total / admitted)
+    if ef > EF_MAX:
+        return EXACT
+    return Plan((ef_setting(max(EF_SEARCH, ef)),), exact=False)
