@@ -89,3 +89,50 @@ def test_an_engine_killed_mid_answer_says_so_and_answers_the_next_question(
     wait_until(lambda: engine.problem() is None, "the engine was started again", 120)
     question, fact = FACTS[0]
     assert "Broncos" in "".join(engine.stream(prompt_for(question, fact)))
+
+
+def test_a_row_has_the_same_logits_to_the_bit_alone_and_beside_others() -> None:
+    """Prompts of 600-700 tokens (past 512 cells, where flash attention would split a lone
+    row's cache across threads), decoded greedily alone, beside one other sequence and beside
+    three: the logits of every step are equal to the bit."""
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from rag.llm.decoder import Decoder, Running
+    from rag.llm.llamacpp import runnable_model
+    from rag.prompt import HEAD
+
+    decoder = Decoder(
+        runnable_model(Settings()), slots=4, context_tokens=2048, threads=2, head=HEAD
+    )
+
+    def prompt(fact: str, question: str, times: int) -> list[int]:
+        text = f"{HEAD}Sources:\n[1] {fact * times}\n\nQuestion: {question}\nAnswer:"
+        return decoder.tokenize(text)
+
+    mine = prompt("Paris is the capital of France. ", "What is the capital of France?", 60)
+    other = prompt("Oslo is the capital of Norway. ", "What is the capital of Norway?", 55)
+    assert 512 < len(mine) < 2048 and 512 < len(other) < 2048
+
+    def decode(prompts: dict[int, list[int]], steps: int = 6) -> list[NDArray[np.float32]]:
+        running: list[Running] = [decoder.start(s, p, None) for s, p in prompts.items()]
+        last: list[int | None] = [None] * len(running)
+        seen: dict[int, list[NDArray[np.float32]]] = {r.seq: [] for r in running}
+        while min(len(v) for v in seen.values()) < steps:
+            decoder.step(running, last)
+            for i, r in enumerate(running):
+                if r.output_index >= 0:
+                    row = decoder.logits(r).copy()
+                    seen[r.seq].append(row)
+                    last[i] = int(np.argmax(row))
+        for r in running:
+            decoder.free(r)
+        return seen[1][:steps]
+
+    try:
+        alone = decode({1: mine})
+        for company in ({1: mine, 3: other}, {2: other, 1: mine, 3: other, 4: other}):
+            beside = decode(company)
+            assert all(np.array_equal(a, b) for a, b in zip(alone, beside, strict=True))
+    finally:
+        decoder.close()

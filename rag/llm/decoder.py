@@ -13,9 +13,11 @@ meets the same kernels and the same KV layout whoever else runs:
   places alone or not, and attention (flash attention: only the order of a sequence's own cells
   counts) sees the same values in the same order;
 - a prompt is read in calls of its own, in the same chunks whoever else is running;
-- a decoding call has at least two rows (a lone sequence gets a padding row beside it): a
-  one-row product takes ggml's vector path and a wider one llamafile's tiles, which round
-  differently;
+- a decoding call is one ubatch of at least two sequences (filler rows fill the gaps in their
+  numbers, which would split it, and sit beside a lone one): with one sequence of one row,
+  flash attention splits the cache across threads, which rounds differently (with one slot
+  nothing is decoded beside anything, and a lone row goes alone: a filler costs ~13% of a
+  token's time);
 - weights are not repacked for the CPU (repacked Q4_K kernels treat rows in groups of four).
 The cost of these choices is measured in the `engine` section of `python -m bench`.
 
@@ -31,12 +33,14 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
+from numpy.typing import NDArray
 
 from rag.errors import LLMError, UsageError
 from rag.llm.llamacpp import silence_llama_logs
 
 HEAD = 0  # the sequence holding the shared head of the prompts
-BATCH_TOKENS = 512  # tokens per llama_decode call (prompt chunks and running sequences)
+BATCH_TOKENS = 512  # tokens per llama_decode call at most
+PROMPT_CHUNK = 512  # prompt tokens read per call (the running answers wait for one chunk)
 FLASH_ATTENTION = 1  # LLAMA_FLASH_ATTN_TYPE_ENABLED
 
 
@@ -55,38 +59,62 @@ class Running:
 Row = tuple[int, int, int, bool]  # token, position, sequence, whether its logits are wanted
 
 
+@dataclass
+class Call:
+    """One llama_decode: its rows, whether it decodes (or reads a prompt), and the filler rows'
+    (sequence, position) whose cells are dropped afterwards."""
+
+    rows: list[Row]
+    decoding: bool
+    fillers: list[tuple[int, int]] = field(default_factory=list)
+
+
 def next_call(
     sequences: Sequence[Running], last: Sequence[int | None], pad: int, decoded_last: bool
-) -> tuple[list[Row], bool]:
-    """The rows of the next llama_decode, and whether it decodes (or reads a prompt): the
-    `last` token of each sequence that is decoding (None for one still reading its prompt),
-    with a padding row in sequence `pad` beside a lone one; or, when none is decoding or every
-    other call while some are, the next chunk of the oldest unread prompt, alone in its call.
+) -> Call:
+    """The next llama_decode. When none is decoding, or every other call while some are, the
+    next chunk of the oldest unread prompt, alone in its call. Otherwise the `last` token of
+    each decoding sequence (None: still reading its prompt), in one ubatch: llama.cpp splits a
+    batch whose sequences are not consecutive numbers into one ubatch per run, and a ubatch of
+    one row takes other kernels (rounding otherwise) than several, so the gaps between them get
+    a filler row, and so does the sequence after a lone one (`pad` is the last number; with one
+    slot, `pad` is 0: no answer is ever decoded beside another, and a lone row goes alone).
     Sets each sequence's `output_index` (-1: no logits for it in this call)."""
-    decoding = [
-        (running, token)
+    decoding = {
+        running.seq: (running, token)
         for running, token in zip(sequences, last, strict=True)
         if token is not None and not running.pending
-    ]
+    }
     reading = next((r for r in sequences if r.pending), None)
     for running in sequences:
         running.output_index = -1
-    rows: list[Row] = []
     if reading is not None and (not decoding or decoded_last):
-        chunk, reading.pending = reading.pending[:BATCH_TOKENS], reading.pending[BATCH_TOKENS:]
+        chunk, reading.pending = reading.pending[:PROMPT_CHUNK], reading.pending[PROMPT_CHUNK:]
         rows = [(t, reading.position + i, reading.seq, False) for i, t in enumerate(chunk)]
         reading.position += len(chunk)
         if not reading.pending:
             rows[-1] = (*rows[-1][:3], True)
             reading.output_index = len(rows) - 1
-        return rows, False
-    for running, token in decoding:
-        running.output_index = len(rows)
-        rows.append((token, running.position, running.seq, True))
-        running.position += 1
-    if len(rows) == 1:  # a lone row would take other kernels: a padding row beside it
-        rows.append((rows[0][0], 0, pad, True))
-    return rows, True
+        return Call(rows, decoding=False)
+    if not decoding:
+        return Call([], decoding=True)
+    low, high = min(decoding), max(decoding)
+    if high == low and pad:
+        high += 1
+    positions = {running.seq: running.position for running in sequences}
+    call = Call([], decoding=True)
+    filler_token = next(iter(decoding.values()))[1]
+    for seq in range(low, high + 1):
+        if seq in decoding:
+            running, token = decoding[seq]
+            running.output_index = len(call.rows)
+            call.rows.append((token, running.position, seq, True))
+            running.position += 1
+        else:  # a free sequence, or one reading its prompt: a row its next prompt row replaces
+            position = positions.get(seq, 0)
+            call.fillers.append((seq, position))
+            call.rows.append((filler_token, position, seq, False))
+    return call
 
 
 class Decoder:
@@ -188,20 +216,25 @@ class Decoder:
     def step(self, sequences: Sequence[Running], last: Sequence[int | None]) -> None:
         """One llama_decode, as `next_call` lays it out. Afterwards each sequence that can
         sample has its `output_index` set."""
-        rows, decoding = next_call(sequences, last, self.pad, self._decoded_last)
-        if not rows:
+        pad = self.pad if self.slots > 1 else 0
+        call = next_call(sequences, last, pad, self._decoded_last)
+        if not call.rows:
             return
-        self._decoded_last = decoding
-        self._fill(rows)
+        self._decoded_last = call.decoding
+        self._fill(call.rows)
         try:
             self._decode()
         finally:
-            if decoding:
-                llama_cpp.llama_memory_seq_rm(self.memory, self.pad, -1, -1)
+            for seq, position in call.fillers:
+                llama_cpp.llama_memory_seq_rm(self.memory, seq, position, -1)
+
+    def logits(self, running: Running) -> NDArray[np.float32]:
+        """Its row of logits from the last step (a view: valid until the next step)."""
+        pointer = llama_cpp.llama_get_logits_ith(self.ctx, running.output_index)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
 
     def sample(self, running: Running, temperature: float) -> int:
-        pointer = llama_cpp.llama_get_logits_ith(self.ctx, running.output_index)
-        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        logits = self.logits(running)
         if temperature <= 0 or running.rng is None:
             return int(np.argmax(logits))
         scaled = logits.astype(np.float64) / temperature
