@@ -6,8 +6,8 @@ Sections: `ingestion` (ours vs the bare encoder vs a plain LangChain pipeline an
 re-ingest), `formats` (reading each kind of file: MB/s and word recall, against embedding the same
 text; OCR seconds per page), `filters` (the cost of a filter: none, 1% and 50% of the rows
 admitted, FAISS flat and HNSW, and the pgvector store's own query), `retrieval` (recall@k,
-MRR@10 and latency: our three modes vs LangChain's
-and LlamaIndex's default retrievers), `scale` (FAISS flat vs HNSW at 10k, 100k and 1M chunks),
+MRR@10 and latency: our three modes vs LangChain's and LlamaIndex's default retrievers), `scale`
+(FAISS flat vs HNSW at 10k, 100k and 1M chunks),
 `streaming` (a live server: time to sources and first token, inter-token gaps, concurrent clients,
 llama.cpp, the overhead over a minimal StreamingResponse, REST vs SSE vs WebSocket), `generation`
 (llama.cpp through our backend vs `llama_cpp.Llama` directly), `engine` (1-8 clients: the
