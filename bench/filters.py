@@ -96,8 +96,16 @@ def render(r: dict[str, Any]) -> str:
         ]
         for row in r["rows"]
     ]
-    header = ["store", "chunks", "index", "filter admits", "p50 ms", "p95 ms", "recall@10"]
-    header.append("10 hits")
+    header = [
+        "store",
+        "chunks",
+        "index",
+        "filter admits",
+        "p50 ms",
+        "p95 ms",
+        "recall@10",
+        "10 hits",
+    ]
     return "\n".join(
         [
             "## Filters: what a filter costs",

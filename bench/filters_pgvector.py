@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 import numpy as np
+import psycopg
 from numpy.typing import NDArray
 from pgvector.psycopg import register_vector
-from psycopg import sql
 
 from bench.filters import _exact
 from bench.report import percentile
@@ -26,7 +26,7 @@ from rag.filters import Filter
 from rag.settings import Settings
 from rag.stores.pgvector import PostgresCorpus, PostgresStore
 from rag.stores.pgvector_plan import EXACT, plan
-from rag.stores.pgvector_sql import reset
+from rag.stores.pgvector_sql import hnsw_index, reset
 
 DOCUMENTS = 100
 # (label, collections admitted, whether to search exactly, as before the plan)
@@ -75,14 +75,7 @@ def load(store: PostgresStore, data: NDArray[np.float32]) -> float:
         conn.execute("SET maintenance_work_mem = '4GB'")
         conn.execute("SET max_parallel_maintenance_workers = 1")  # 2 cores: leader + 1
         started = time.perf_counter()
-        conn.execute(
-            sql.SQL(
-                "CREATE INDEX {name} ON rag_chunks USING hnsw "
-                "((embedding::vector({dim})) vector_cosine_ops)"
-            ).format(
-                name=sql.Identifier(f"rag_chunks_hnsw_{DIMENSION}"), dim=sql.Literal(DIMENSION)
-            )
-        )
+        conn.execute(hnsw_index("rag_chunks", DIMENSION))
         build_s = time.perf_counter() - started
         conn.execute("ANALYZE")
     return build_s
@@ -93,6 +86,11 @@ def measure(url: str, sizes: list[int]) -> tuple[str, list[dict[str, Any]]]:
     rng = np.random.default_rng(2)
     out: list[dict[str, Any]] = []
     settings = Settings(store="pgvector", database_url=url, database_schema="bench_filters")
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
+        ).fetchone()
+    version = str(row[0]) if row else "?"
     for size in sizes:
         data = synthetic(size, rng)
         per = size // DOCUMENTS
@@ -102,9 +100,9 @@ def measure(url: str, sizes: list[int]) -> tuple[str, list[dict[str, Any]]]:
         try:
             build_s = load(store, data)
             corpus = store.open()
+            assert isinstance(corpus, PostgresCorpus)
             documents = np.arange(per * DOCUMENTS) // per
             for label, names, exact_only in FILTERS:
-                assert isinstance(corpus, PostgresCorpus)
                 corpus.plan = (lambda *_: EXACT) if exact_only else plan
                 where = None if names is None else Filter.from_json({"collection": names})
                 allowed = (
@@ -137,11 +135,6 @@ def measure(url: str, sizes: list[int]) -> tuple[str, list[dict[str, Any]]]:
                         "build_s": round(build_s, 1),
                     }
                 )
-            with store.connection() as conn:
-                row = conn.execute(
-                    "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
-                ).fetchone()
-                version = str(row[0]) if row else "?"
         finally:
             store.drop_schema()
     return version, out

@@ -137,7 +137,7 @@ class Decoder:
         self.model = model
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.slots = slots
-        self.pad = slots + 1  # the sequence of the padding row
+        self.pad = slots + 1 if slots > 1 else 0  # the last filler's sequence (0: no fillers)
         self.context_tokens = context_tokens  # per sequence, as for one answer alone
         ctx_params = llama_cpp.llama_context_default_params()
         ctx_params.n_seq_max = slots + 2  # the head, the answers, the padding
@@ -216,8 +216,7 @@ class Decoder:
     def step(self, sequences: Sequence[Running], last: Sequence[int | None]) -> None:
         """One llama_decode, as `next_call` lays it out. Afterwards each sequence that can
         sample has its `output_index` set."""
-        pad = self.pad if self.slots > 1 else 0
-        call = next_call(sequences, last, pad, self._decoded_last)
+        call = next_call(sequences, last, self.pad, self._decoded_last)
         if not call.rows:
             return
         self._decoded_last = call.decoding

@@ -248,6 +248,17 @@ def read_manifest(conn: psycopg.Connection[Any]) -> IndexInfo | None:
     )
 
 
+def hnsw_index(table: str, dimension: int) -> sql.Composed:
+    """The statement making `table`'s HNSW index (cosine) for vectors of `dimension`."""
+    return sql.SQL(
+        "CREATE INDEX {name} ON {table} USING hnsw ((embedding::vector({dim})) vector_cosine_ops)"
+    ).format(
+        name=sql.Identifier(f"{table}_hnsw_{dimension}"),
+        table=sql.Identifier(table),
+        dim=sql.Literal(dimension),
+    )
+
+
 def reset(conn: psycopg.Connection[Any], info: IndexInfo) -> None:
     """Empty the tables for a new embedding model or chunking; the HNSW index is made for the
     model's dimension (inside the caller's transaction: readers see the old or the new)."""
@@ -260,16 +271,7 @@ def reset(conn: psycopg.Connection[Any], info: IndexInfo) -> None:
             [table, f"{table}_hnsw_%"],
         ).fetchall():
             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-        conn.execute(
-            sql.SQL(
-                "CREATE INDEX {name} ON {table} USING hnsw "
-                "((embedding::vector({dim})) vector_cosine_ops)"
-            ).format(
-                name=sql.Identifier(f"{table}_hnsw_{info.dimension}"),
-                table=sql.Identifier(table),
-                dim=sql.Literal(info.dimension),
-            )
-        )
+        conn.execute(hnsw_index(table, info.dimension))
     meta = {
         "sentence_vectors": "1" if info.sentence_vectors else "0",
         "embedding_model": info.embedding_model,
