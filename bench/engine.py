@@ -64,6 +64,49 @@ async def clients_asking(url: str, questions: list[str], clients: int) -> dict[s
     }
 
 
+async def lone_client(urls: dict[str, str], questions: list[str]) -> dict[str, Any]:
+    """One client asking each question of every way in turn (which goes first alternates):
+    first token and decode ms per token (an answer's mean gap between its tokens), per way."""
+    first: dict[str, list[float]] = {name: [] for name in urls}
+    decode: dict[str, list[float]] = {name: [] for name in urls}
+    clients = {name: httpx.AsyncClient(base_url=url, timeout=600) for name, url in urls.items()}
+    try:
+        for client in clients.values():
+            await one_stream(client, questions[-1])  # the prompt head's cache, the first threads
+        for number, question in enumerate(questions):
+            names = list(urls) if number % 2 == 0 else list(reversed(urls))
+            for name in names:
+                result = await one_stream(clients[name], question)
+                if result["first_token_ms"] is not None:
+                    first[name].append(result["first_token_ms"])
+                if result["gaps_ms"]:
+                    decode[name].append(sum(result["gaps_ms"]) / len(result["gaps_ms"]))
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return {
+        name: {
+            "questions": len(first[name]),
+            "ttft_p50_ms": round(percentile(first[name], 0.5), 1),
+            "ttft_p95_ms": round(percentile(first[name], 0.95), 1),
+            "decode_p50_ms": round(percentile(decode[name], 0.5), 2),
+        }
+        for name in urls
+    }
+
+
+def lone_client_run(index: Path, questions: list[str]) -> dict[str, Any]:
+    """The single slot in-process and the engine process with one slot, both serving at once,
+    asked the same questions by one client in turn."""
+    ways = list(WAYS)[:2]
+    env = {"RAG_MAX_QUEUE": "64"}
+    with (
+        ServerProcess({**env, **WAYS[ways[0]]}, "--index", str(index)) as inline,
+        ServerProcess({**env, **WAYS[ways[1]]}, "--index", str(index)) as engine,
+    ):
+        return asyncio.run(lone_client({ways[0]: inline.url, ways[1]: engine.url}, questions))
+
+
 def packaged_server(model: Path, threads: int) -> tuple[subprocess.Popen[bytes], str]:
     """`python -m llama_cpp.server` on a free port, once it answers."""
     port = free_port()
@@ -152,10 +195,13 @@ def run(dataset: Path, quick: bool = False) -> dict[str, Any]:
                     process.wait()
             else:
                 ways[name] = one_way(Path(tmp) / "index", env, questions, levels)
+        print("engine: a lone client, in turn", file=sys.stderr)
+        lone = lone_client_run(Path(tmp) / "index", questions[: 12 if quick else 60])
     return {
         "cpu": " ".join(relevant_flags(read_cpu_flags())),
         "cpus": threads,
         "ways": ways,
+        "lone": lone,
         "compared": same_alone_and_together(dataset, 8 if quick else 100),
     }
 
@@ -180,6 +226,21 @@ def render(r: dict[str, Any]) -> str:
     headers = ["way", "clients", "answer tokens/s", "x single slot", "requests/s"]
     headers += ["first token p50 / p95 (ms)", "gap p99 (ms)"]
     c = r["compared"]
+    lone: dict[str, Any] = r.get("lone", {})
+    inline = next(iter(lone.values()), {})
+    lone_rows = [
+        [
+            name,
+            row["questions"],
+            f"{row['ttft_p50_ms']:.0f} / {row['ttft_p95_ms']:.0f}",
+            round(row["ttft_p50_ms"] / inline["ttft_p50_ms"], 3),
+            row["decode_p50_ms"],
+            round(row["decode_p50_ms"] / inline["decode_p50_ms"], 3),
+        ]
+        for name, row in lone.items()
+    ]
+    lone_headers = ["way", "questions", "first token p50 / p95 (ms)", "x in-process"]
+    lone_headers += ["decode ms/token p50", "x in-process"]
     return "\n".join(
         [
             "## The LLM engine: answers decoded together",
@@ -193,6 +254,11 @@ def render(r: dict[str, Any]) -> str:
             "",
             f"Greedy answers decoded {c['slots']} at a time against the same prompts decoded "
             f"alone, through one engine: {c['same']} of {c['prompts']} the same text.",
+            "",
+            "A lone client, both servers up at once and asked each question in turn (which "
+            "goes first alternates): what the engine process costs one user.",
+            "",
+            *table(lone_headers, "lrrrrr", lone_rows),
             "",
         ]
     )

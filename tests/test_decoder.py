@@ -5,7 +5,7 @@ ubatch of consecutive sequence numbers, at least two; reading and decoding take 
 
 from __future__ import annotations
 
-from rag.llm.decoder import PROMPT_CHUNK, Running, next_call
+from rag.llm.decoder import PROMPT_CHUNK, Running, next_call, starting_point
 
 PAD = 5  # slots 1-4, then the padding sequence
 
@@ -64,3 +64,23 @@ def test_reading_and_decoding_take_turns() -> None:
         calls.append("decode" if call.decoding else f"read {len(call.rows)}")
     assert calls == ["decode", f"read {PROMPT_CHUNK}", "decode", f"read {PROMPT_CHUNK}"]
     assert decoding.position == 52 and reading.output_index == PROMPT_CHUNK - 1
+
+
+def test_a_prompt_starts_from_its_own_kept_cells_when_they_share_more_than_the_head() -> None:
+    head, kept = [1, 2, 3], [1, 2, 3, 4, 5, 6, 7]
+    assert starting_point([1, 2, 3, 4, 5, 9, 9], head, kept) == (5, True)
+    assert starting_point([1, 2, 3, 8, 9], head, kept) == (3, True)  # as much: no copy
+    assert starting_point([1, 2, 3, 8, 9], head, []) == (3, False)
+    assert starting_point([1, 2, 9], head, [1, 7]) == (2, False)  # the head shares more
+
+
+def test_the_last_prompt_token_is_always_evaluated_for_its_logits() -> None:
+    assert starting_point([1, 2, 3, 4], [1, 2, 3], [1, 2, 3, 4, 5]) == (3, True)
+    assert starting_point([1, 2, 3], [1, 2, 3], []) == (2, False)
+
+
+def test_a_sequence_holds_the_prompt_tokens_it_has_read() -> None:
+    read_part = Running(seq=1, pending=[7, 8], position=3, prompt=[4, 5, 6, 7, 8])
+    assert read_part.evaluated() == [4, 5, 6]
+    answering = Running(seq=1, pending=[], position=9, prompt=[4, 5, 6, 7, 8])
+    assert answering.evaluated() == [4, 5, 6, 7, 8]

@@ -136,3 +136,43 @@ def test_a_row_has_the_same_logits_to_the_bit_alone_and_beside_others() -> None:
             assert all(np.array_equal(a, b) for a, b in zip(alone, beside, strict=True))
     finally:
         decoder.close()
+
+
+def test_with_one_slot_the_next_prompt_reads_only_what_differs_from_the_last() -> None:
+    """Two questions over the same source: the second starts where the two prompts part (past
+    the head), as the in-process backend does, and answers as a fresh decoder does."""
+    from rag.llm.decoder import Decoder
+    from rag.llm.llamacpp import runnable_model
+    from rag.llm.scheduler import Request, Scheduler
+    from rag.prompt import HEAD, STOP
+
+    source = FACTS[0][1] * 8
+    first = prompt_for("Who won Super Bowl 50?", source).text
+    second = prompt_for("Where was Super Bowl 50 played?", source).text
+
+    def run(decoder: Decoder, text: str) -> tuple[int, str]:
+        """(the position its prompt was read from, its answer)"""
+        sent: list[dict[str, object]] = []
+        scheduler = Scheduler(decoder, 1, sent.append)
+        scheduler.submit(Request(id=1, prompt=text, max_tokens=16, stop=tuple(STOP)))
+        scheduler._admit()
+        start = scheduler.active[1].running.position
+        while scheduler.busy:
+            scheduler.step()
+        return start, "".join(str(m.get("text", "")) for m in sent)
+
+    path = runnable_model(Settings())
+    kept = Decoder(path, slots=1, context_tokens=2048, threads=2, head=HEAD)
+    fresh = Decoder(path, slots=1, context_tokens=2048, threads=2, head=HEAD)
+    try:
+        pairs = zip(kept.tokenize(first), kept.tokenize(second), strict=False)
+        shared = next(i for i, (a, b) in enumerate(pairs) if a != b)
+        assert shared > len(kept.head) + 20  # the source comes before the question
+        run(kept, first)
+        start, text = run(kept, second)
+        fresh_start, fresh_text = run(fresh, second)
+        assert start == shared and fresh_start < shared
+        assert text == fresh_text and "Santa Clara" in text
+    finally:
+        kept.close()
+        fresh.close()

@@ -19,6 +19,9 @@ meets the same kernels and the same KV layout whoever else runs:
   nothing is decoded beside anything, and a lone row goes alone: a filler costs ~13% of a
   token's time);
 - weights are not repacked for the CPU (repacked Q4_K kernels treat rows in groups of four).
+With one slot nothing shares a call, so it runs as llama-cpp-python's `Llama` does in-process:
+repacked weights, and the sequence keeps its last prompt's cells, so the next prompt evaluates
+only what differs (often more than the head: consecutive questions bring the same sources).
 The cost of these choices is measured in the `engine` section of `python -m bench`.
 
 Imported only in the engine's process (it loads llama.cpp's native library).
@@ -54,6 +57,32 @@ class Running:
     generated: int = 0
     rng: np.random.Generator | None = None
     output_index: int = field(default=-1)  # its row of logits in the last step, or -1
+    prompt: list[int] = field(default_factory=list)  # the whole prompt
+    reusable: bool = True  # its cells can be kept when it ends (no call of it failed)
+
+    def evaluated(self) -> list[int]:
+        """The prompt tokens its cells hold."""
+        return self.prompt[: min(self.position, len(self.prompt))]
+
+
+def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens `a` and `b` have in common at their start."""
+    shared = 0
+    for mine, theirs in zip(a, b, strict=False):
+        if mine != theirs:
+            break
+        shared += 1
+    return shared
+
+
+def starting_point(
+    prompt: Sequence[int], head: Sequence[int], kept: Sequence[int]
+) -> tuple[int, bool]:
+    """(prompt tokens already in the cells, whether they are the sequence's own `kept` cells
+    rather than a copy of the head's); the last prompt token is always evaluated, for logits."""
+    from_head, from_kept = shared_prefix(prompt, head), shared_prefix(prompt, kept)
+    own = from_kept > 0 and from_kept >= from_head
+    return min(from_kept if own else from_head, len(prompt) - 1), own
 
 
 Row = tuple[int, int, int, bool]  # token, position, sequence, whether its logits are wanted
@@ -130,7 +159,7 @@ class Decoder:
         silence_llama_logs(llama_cpp)
         llama_cpp.llama_backend_init()
         params = llama_cpp.llama_model_default_params()
-        params.use_extra_bufts = False  # no repacked weights
+        params.use_extra_bufts = slots == 1  # repacked weights only where no row is shared
         model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), params)
         if not model:
             raise UsageError(f"llama.cpp cannot load {model_path}")
@@ -156,6 +185,7 @@ class Decoder:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
         self.head: list[int] = []
+        self.kept: dict[int, list[int]] = {}  # by sequence: the prompt its cells still hold
         self._decoded_last = False  # the last step decoded (the next may read a prompt)
         if head:
             self.head = self.tokenize(head)
@@ -199,19 +229,25 @@ class Decoder:
             raise LLMError(
                 f"the prompt takes {len(prompt)} tokens; the context holds {self.context_tokens}"
             )
-        shared = 0
-        for mine, theirs in zip(prompt, self.head, strict=False):
-            if mine != theirs:
-                break
-            shared += 1
-        shared = min(shared, len(prompt) - 1)  # the last prompt token is evaluated for logits
-        if shared:  # another stream: the head's cells are copied whole, then cut to `shared`
-            llama_cpp.llama_memory_seq_cp(self.memory, HEAD, seq, -1, -1)
+        shared, own = starting_point(prompt, self.head, self.kept.pop(seq, []))
+        if own:  # its own cells from the prompt before: cut to what this prompt shares
             llama_cpp.llama_memory_seq_rm(self.memory, seq, shared, -1)
-        return Running(seq, list(prompt[shared:]), shared, rng=rng)
+        else:
+            llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
+            if shared:  # another stream: the head's cells are copied whole, then cut
+                llama_cpp.llama_memory_seq_cp(self.memory, HEAD, seq, -1, -1)
+                llama_cpp.llama_memory_seq_rm(self.memory, seq, shared, -1)
+        return Running(seq, list(prompt[shared:]), shared, rng=rng, prompt=list(prompt))
 
     def free(self, running: Running) -> None:
-        llama_cpp.llama_memory_seq_rm(self.memory, running.seq, -1, -1)
+        """With one slot, a sequence keeps the cells of its prompt (as llama-cpp-python's
+        `Llama` does): the next prompt evaluates only what differs, often more than the head
+        (consecutive questions often bring the same sources). With several, every answer
+        starts from the head alone, whichever slot it gets: the same cells as alone."""
+        kept = running.evaluated() if self.slots == 1 and running.reusable else []
+        llama_cpp.llama_memory_seq_rm(self.memory, running.seq, len(kept), -1)
+        if kept:
+            self.kept[running.seq] = kept
 
     def step(self, sequences: Sequence[Running], last: Sequence[int | None]) -> None:
         """One llama_decode, as `next_call` lays it out. Afterwards each sequence that can
@@ -223,6 +259,10 @@ class Decoder:
         self._fill(call.rows)
         try:
             self._decode()
+        except LLMError:
+            for running in sequences:
+                running.reusable = False
+            raise
         finally:
             for seq, position in call.fillers:
                 llama_cpp.llama_memory_seq_rm(self.memory, seq, position, -1)
