@@ -227,7 +227,7 @@ def render(r: dict[str, Any]) -> str:
     headers += ["first token p50 / p95 (ms)", "gap p99 (ms)"]
     c = r["compared"]
     lone: dict[str, Any] = r.get("lone", {})
-    inline = next(iter(lone.values()), {})
+    inline: dict[str, Any] = next(iter(lone.values()), {})
     lone_rows = [
         [
             name,
