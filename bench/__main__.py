@@ -214,6 +214,7 @@ def render(results: dict[str, Any], plots: list[str] | None = None) -> str:
         parts.append(generation.render(results["generation"]))
     if "engine" in results:
         parts.append(engine.render(results["engine"]))
+        plot("engine_clients.png", "answer tokens/s and first token p95 against clients")
     if "runtime" in results:
         parts.append(runtime.render(results["runtime"]))
     if "builds" in results:

@@ -1,5 +1,5 @@
 """The articles of a SQuAD file as the files people have: text, HTML, a PDF with a text layer,
-a scanned PDF (page pictures only), .docx, .pptx, .xlsx, .csv and .epub, each made by the
+a scanned PDF (page pictures only), .docx, .odt, .pptx, .xlsx, .csv and .epub, each made by the
 library that writes that kind, holding the article's paragraphs (and its questions and answers
 as a table where the kind has tables)."""
 
@@ -120,6 +120,21 @@ def as_docx(article: Article) -> bytes:
     return _saved(document)
 
 
+def as_odt(article: Article) -> bytes:
+    import odfdo
+
+    document = odfdo.Document("text")
+    document.meta.title = article.title
+    document.body.append(odfdo.Header(1, article.title))
+    for paragraph in paragraphs(article):
+        document.body.append(odfdo.Paragraph(paragraph))
+    rows = qa_rows(article)
+    table = odfdo.Table("Questions", width=2, height=len(rows))
+    table.set_values([list(row) for row in rows])
+    document.body.append(table)
+    return _saved(document)
+
+
 def as_pptx(article: Article) -> bytes:
     import pptx
 
@@ -187,6 +202,7 @@ WRITERS: dict[str, Callable[[Article], bytes]] = {
     ".html": as_html,
     ".pdf": as_pdf,
     ".docx": as_docx,
+    ".odt": as_odt,
     ".pptx": as_pptx,
     ".xlsx": as_xlsx,
     ".csv": as_csv,

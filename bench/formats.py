@@ -1,5 +1,5 @@
 """Reading each kind of file (a section of `python -m bench`): the articles of a SQuAD file
-written as text, HTML, PDF, .docx, .pptx, .xlsx, .csv and .epub (`bench.documents`), each read
+written as text, HTML, PDF, .docx, .odt, .pptx, .xlsx, .csv and .epub (`bench.documents`), each read
 by our reader (`parse_document`); per kind MB/s, extracted characters/s and word recall against
 the text the file was made from, next to what embedding that much text with MiniLM costs (the
 reference, measured in the same run: reading is worth optimising only where it rivals it).

@@ -1,6 +1,7 @@
 """The plots of RESULTS.md (matplotlib, PNG), drawn from results.json: recall@k against k, query
 latency against corpus size, inter-token gap against concurrent clients, and when the user
-sees the first word and the whole answer per transport."""
+sees the first word and the whole answer per transport, and what the LLM engine serves to 1-8
+clients each way."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def draw(results: dict[str, Any], out: Path) -> list[str]:
         ("scale", "scale_latency.png", scale_latency),
         ("streaming", "streaming_gaps.png", streaming_gaps),
         ("streaming", "transports.png", transports),
+        ("engine", "engine_clients.png", engine_clients),
     ]
     for section, name, maker in makers:
         if section in results and maker(results[section], out / name):
@@ -106,6 +108,26 @@ def transports(r: dict[str, Any], path: Path) -> bool:
     ax.set(xlabel="ms after sending the question", title="When the user sees the answer")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def engine_clients(r: dict[str, Any], path: Path) -> bool:
+    ways = r.get("ways", {})
+    if not ways:
+        return False
+    fig, (speed, first) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for name, rows in ways.items():
+        clients = [row["clients"] for row in rows]
+        speed.plot(clients, [row["tokens_per_s"] for row in rows], marker="o", label=name)
+        first.plot(clients, [row["ttft_p95_ms"] for row in rows], marker="o", label=name)
+    speed.set(xlabel="concurrent clients", ylabel="answer tokens/s (all clients)")
+    first.set(xlabel="concurrent clients", ylabel="time to first token p95 (ms)")
+    for ax in (speed, first):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(clients, [str(c) for c in clients])
+        ax.grid(alpha=0.3)
+    speed.legend(fontsize=8)
+    fig.suptitle(f"Gemma 3 270M through `rag serve` on {r['cpus']} cores")
     return _save(fig, path)
 
 

@@ -4,6 +4,7 @@ write them, so no binary fixtures are committed and the text each holds is known
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections.abc import Sequence
 
@@ -30,6 +31,44 @@ def docx_file(title: str = "Harbour report") -> bytes:
     merged.rows[0].cells[2].text = "alone"
     document.add_paragraph("The keepers logged every ship that passed.")
     return _saved(document)
+
+
+def odt_file(title: str = "Mill ledger", encrypted: bool = False) -> bytes:
+    """An .odt: a heading, a paragraph, a bulleted list, a table with a merged cell, a closing
+    paragraph; `encrypted` marks its content encrypted in the manifest, as a password does."""
+    import odfdo
+
+    document = odfdo.Document("text")
+    document.meta.title = title
+    body = document.body
+    body.append(odfdo.Header(1, "Windmills"))
+    body.append(odfdo.Paragraph("The old mill ground rye for the village until 1931."))
+    body.append(odfdo.List(["Sails of canvas", "A cap that turned to the wind"]))
+    table = odfdo.Table("Millers", width=3, height=3)
+    table.set_values([["Miller", "From", "To"], ["Jan Visser", "1880", "1903"], ["", "", ""]])
+    table.set_values([["Spans two columns", "", "alone"]], coord="A3")
+    table.set_span("A3:B3", merge=True)
+    body.append(table)
+    body.append(odfdo.Paragraph("A storm broke two sails in 1921."))
+    data = _saved(document)
+    if not encrypted:
+        return data
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            part = source.read(item)
+            if item.filename == "META-INF/manifest.xml":
+                part = re.sub(
+                    rb'(full-path="content.xml"[^>]*?)/>',
+                    rb'\1><manifest:encryption-data manifest:checksum-type="SHA1/1K" '
+                    rb'manifest:checksum="x"/></manifest:file-entry>',
+                    part,
+                )
+                assert b"encryption-data" in part
+            elif item.filename == "content.xml":
+                part = bytes(b ^ 0x5A for b in part)
+            target.writestr(item, part)
+    return out.getvalue()
 
 
 def pptx_file() -> bytes:

@@ -90,6 +90,16 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert all(r["always_10"] for r in filtered), filtered
     assert all(r["recall_at_10"] == 1.0 for r in filtered if r["kind"] == "flat"), filtered
     kinds = results["formats"]["kinds"]
-    assert set(kinds) == {".txt", ".html", ".pdf", ".docx", ".pptx", ".xlsx", ".csv", ".epub"}
+    assert set(kinds) == {
+        ".txt",
+        ".html",
+        ".pdf",
+        ".docx",
+        ".odt",
+        ".pptx",
+        ".xlsx",
+        ".csv",
+        ".epub",
+    }
     assert all(row["recall"] > 0.95 and row["seconds"] > 0 for row in kinds.values()), kinds
     assert "## PostgreSQL + pgvector" in page

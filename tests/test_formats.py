@@ -24,6 +24,7 @@ from tests.office_files import (
     docx_file,
     entity_bomb,
     epub_file,
+    odt_file,
     pptx_file,
     scanned_pdf,
     xlsx_file,
@@ -56,6 +57,25 @@ def test_docx_paragraphs_headings_and_tables_in_order() -> None:
 
 def test_docx_without_a_title_property_takes_its_first_heading() -> None:
     assert parse(docx_file(title=""), "keepers.docx").title == "Lighthouse keepers"
+
+
+def test_odt_paragraphs_headings_lists_and_tables_in_order() -> None:
+    document = parse(odt_file(title="Mill ledger"), "mills.odt")
+    assert document.title == "Mill ledger"
+    assert document.text == (
+        "Windmills\n\n"
+        "The old mill ground rye for the village until 1931.\n\n"
+        "Sails of canvas\n\nA cap that turned to the wind\n\n"
+        "Miller | From | To\nJan Visser | 1880 | 1903\n"
+        "Spans two columns | alone\n\n"  # the merged cell once
+        "A storm broke two sails in 1921."
+    )
+    assert parse(odt_file(title=""), "mills.odt").title == "Windmills"  # its first heading
+
+
+def test_a_password_protected_odt_is_refused_with_a_reason() -> None:
+    with pytest.raises(DocumentError, match=r"an encrypted \.odt \(password protected\)"):
+        parse(odt_file(encrypted=True), "locked.odt")
 
 
 def test_pptx_slide_titles_text_tables_and_speaker_notes() -> None:
@@ -153,7 +173,7 @@ def test_tesseract_reads_nine_in_ten_words_of_a_scanned_page() -> None:
     assert document.ocr_pages == 2
 
 
-@pytest.mark.parametrize("name", ["bomb.docx", "bomb.pptx", "bomb.xlsx", "bomb.epub"])
+@pytest.mark.parametrize("name", ["bomb.docx", "bomb.odt", "bomb.pptx", "bomb.xlsx", "bomb.epub"])
 def test_a_zip_bomb_posing_as_a_document_is_refused_in_bounded_memory(
     name: str, bomb: bytes
 ) -> None:
@@ -182,6 +202,7 @@ def bomb() -> bytes:
         (docx_file()[:-200], "truncated.docx", "not a ZIP archive"),
         (zip_bomb("x.xml", inflated_mb=1), "empty.docx", "unreadable .docx"),
         (zip_bomb("x.xml", inflated_mb=1), "empty.epub", "unreadable .epub"),
+        (zip_bomb("x.xml", inflated_mb=1), "empty.odt", "unreadable .odt"),
         (b"a,b\n", "header-only.csv", None),
     ],
 )
@@ -203,6 +224,7 @@ def test_a_question_about_each_kind_finds_its_file(tmp_path: Path, settings: Set
             "harvest.pptx": pptx_file(),
             "places.xlsx": xlsx_file(),
             "salt.epub": epub_file(),
+            "mills.odt": odt_file(),
             "people.csv": b"name,motto\nGrete Lund,measure twice cut once\n",
             "notes.md": "# Notes\n\nNothing about the other files here.",
         },
@@ -213,6 +235,7 @@ def test_a_question_about_each_kind_finds_its_file(tmp_path: Path, settings: Set
         ("How much did apples rise in the quarterly harvest?", "work/harvest.pptx"),
         ("What is the length of the Kemijoki river?", "work/places.xlsx"),
         ("When did the caravan leave Timbuktu?", "work/salt.epub"),
+        ("Until when did the old mill grind rye?", "work/mills.odt"),
         ("Whose motto is measure twice cut once?", "work/people.csv"),
     ]:
         assert retriever.search(question, k=1)[0].chunk.source == source, question
@@ -225,6 +248,7 @@ def test_a_question_about_each_kind_finds_its_file(tmp_path: Path, settings: Set
         (pptx_file, "laughs.pptx", "ppt/slides/slide1.xml", b"Quarterly harvest"),
         (xlsx_file, "laughs.xlsx", "xl/worksheets/sheet1.xml", b"Tampere"),
         (epub_file, "laughs.epub", "EPUB/one.xhtml", b"Timbuktu"),
+        (odt_file, "laughs.odt", "content.xml", b"Windmills"),
     ],
 )
 def test_an_xml_entity_bomb_inside_a_document_is_not_expanded(

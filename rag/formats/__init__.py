@@ -3,7 +3,7 @@ only when a file of its kind is read. A reader returns the text and what it lear
 (title, encoding, pages read by OCR) or raises `DocumentError` with a one-line reason.
 
 Kinds: .txt/.md (and text files without an extension), .html, .pdf (OCR for pages without a
-text layer), .docx, .pptx, .xlsx, .csv, .epub.
+text layer), .docx, .odt, .pptx, .xlsx, .csv, .epub.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ KINDS = {
     ".htm": "html",
     ".pdf": "pdf",
     ".docx": "docx",
+    ".odt": "odt",
     ".pptx": "pptx",
     ".xlsx": "xlsx",
     ".csv": "csv",
@@ -49,12 +50,11 @@ def reader_for(suffix: str) -> Reader:
             from rag.formats.pdf import read_pdf
 
             return read_pdf
-        case "docx" | "pptx" | "epub" as kind:
+        case "docx" | "odt" | "pptx" | "epub" as kind:
             from rag.formats import office
 
-            return {"docx": office.read_docx, "pptx": office.read_pptx, "epub": office.read_epub}[
-                kind
-            ]
+            readers = {"docx": office.read_docx, "odt": office.read_odt}
+            return {**readers, "pptx": office.read_pptx, "epub": office.read_epub}[kind]
         case "xlsx" | "csv" as kind:
             from rag.formats import sheets
 

@@ -1,13 +1,16 @@
-"""Word documents (.docx: paragraphs, headings and tables in order), presentations (.pptx:
-slide titles, text, tables and speaker notes) and e-books (.epub: chapters in reading order)
--> text, by python-docx, python-pptx and EbookLib. Nothing in them is executed."""
+"""Word documents (.docx: paragraphs, headings and tables in order), OpenDocument texts (.odt:
+the same), presentations (.pptx: slide titles, text, tables and speaker notes) and e-books
+(.epub: chapters in reading order) -> text, by python-docx, odfdo, python-pptx and EbookLib.
+Nothing in them is executed."""
 
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from rag.errors import DocumentError
 from rag.formats.archive import BROKEN, broken, check_zip
 from rag.formats.html import html_text
 from rag.formats.reading import Extracted, Reading
@@ -35,6 +38,52 @@ def read_docx(data: bytes, reading: Reading) -> Extracted:
     except BROKEN as err:
         raise broken(".docx", err) from None
     return Extracted(_joined(blocks), title)
+
+
+ODF_BLOCKS = {"text:p", "text:h"}  # a paragraph, a heading
+ODF_CONTAINERS = {"text:list", "text:list-item", "text:list-header", "text:section"}
+
+
+def read_odt(data: bytes, reading: Reading) -> Extracted:
+    check_zip(data, ".odt")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        manifest = "META-INF/manifest.xml"
+        if manifest in archive.namelist() and b"encryption-data" in archive.read(manifest):
+            raise DocumentError("an encrypted .odt (password protected)")
+    import odfdo
+    from odfdo.security import SecurityError  # its own limits: compression ratio, XML depth
+
+    try:
+        document = odfdo.Document(io.BytesIO(data))
+        if document.get_type() not in {"text", "text-template"}:
+            raise DocumentError(f"not an OpenDocument text but a {document.get_type()}")
+        blocks = list(_odf_blocks(document.body))
+        headings = document.body.get_headers(outline_level="1")
+        heading = " ".join(headings[0].text_recursive.split()) if headings else ""
+        title = document.meta.title or heading
+    except (*BROKEN, SecurityError) as err:
+        raise broken(".odt", err) from None
+    return Extracted(_joined(blocks), title or "")
+
+
+def _odf_blocks(element: Any) -> Iterator[str]:
+    """The text of each paragraph, heading and table row, in document order."""
+    for child in element.children:
+        if child.tag in ODF_BLOCKS:
+            yield child.text_recursive.strip()
+        elif child.tag == "table:table":
+            rows = []
+            for row in child.get_rows():
+                cells = [
+                    " ".join(cell.text_recursive.split())
+                    for cell in row.get_cells()
+                    if cell.tag == "table:table-cell"  # not one a merged cell covers
+                ]
+                if any(cells):
+                    rows.append(" | ".join(cells))
+            yield "\n".join(rows)
+        elif child.tag in ODF_CONTAINERS:
+            yield from _odf_blocks(child)
 
 
 def read_pptx(data: bytes, reading: Reading) -> Extracted:
