@@ -17,7 +17,7 @@ from rag.labels import Labels, parse_tags
 from rag.settings import Settings
 
 DESCRIPTION = (
-    "Read .txt, .md, .html, .pdf (scanned pages by OCR when Tesseract is installed), .docx, "
+    "Read .txt, .md, .html, .pdf (scanned pages by OCR when Tesseract is installed), .docx, .odt, "
     ".pptx, .xlsx, .csv and .epub files, and text files without an extension (folders "
     "recursively), split them into chunks, embed them and write the index. Only new or changed "
     "files are embedded; files that vanished from a folder walked again are dropped (unless "
