@@ -55,10 +55,19 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
         assert [(r["clients"], r["failed"]) for r in rows] == [(1, 0), (2, 0)], way
         assert all(r["answers"] >= 3 * r["clients"] and r["tokens"] > 0 for r in rows), way
     assert engine["compared"]["prompts"] == 8 and 0 <= engine["compared"]["same"] <= 8
+    lone = engine["lone"]  # one client asking the in-process slot and the engine in turn
+    assert len(lone) == 2 and all(
+        r["questions"] >= 10 and r["decode_p50_ms"] > 0 for r in lone.values()
+    )
     runtimes = results["runtime"]["rows"]
     assert set(runtimes) == {"torch", "onnx"}
     assert all(r["startup_s"] > 0 and r["retrieval_p50_ms"] > 0 for r in runtimes.values())
-    for plot in ["recall_at_k.png", "scale_latency.png", "streaming_gaps.png"]:
+    for plot in [
+        "recall_at_k.png",
+        "scale_latency.png",
+        "streaming_gaps.png",
+        "engine_clients.png",
+    ]:
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG", plot
     reliability = results["reliability"]
     assert reliability["soak"]["errors"] == 0 and reliability["disconnects"]["open_after"] == 0
