@@ -3,9 +3,11 @@
 collections holding 1%, 49% and 50% of the chunks; then the store's own candidates query
 (`PostgresCorpus.candidates`, the dense side; the sentence side is the same query over its own
 table and is left empty here), one question at a time, with no filter and with a collection
-filter admitting 1% and 50% of the chunks (the broad one also searched exactly, as the store
-did before it walked the graph further for a broad filter). Recall@10 of the 10 nearest it
-returns against the exact nearest among the admitted rows.
+filter admitting 1% and 50% of the chunks, as the store plans it for this server's pgvector
+(0.8 and later: the iterative scan). On a pgvector of 0.8 or later, the filters again as the
+store plans them for an older one (the graph walked further, or an exact search), and the
+broad one searched exactly, as the store did before it walked the graph further. Recall@10 of
+the 10 nearest it returns against the exact nearest among the admitted rows.
 """
 
 from __future__ import annotations
@@ -25,17 +27,29 @@ from rag.corpus import CandidateQuery, IndexInfo
 from rag.filters import Filter
 from rag.settings import Settings
 from rag.stores.pgvector import PostgresCorpus, PostgresStore
-from rag.stores.pgvector_plan import EXACT, plan
+from rag.stores.pgvector_plan import EXACT, Planner, iterative_scan, plan
 from rag.stores.pgvector_sql import hnsw_index, reset
 
 DOCUMENTS = 100
-# (label, collections admitted, whether to search exactly, as before the plan)
+# (label, collections admitted, how: the store's plan, the plan before pgvector 0.8, exact)
 FILTERS = (
-    ("none", None, False),
-    ("1%", ["one"], False),
-    ("50%", ["half"], False),
-    ("50%, exact (before)", ["half"], True),
+    ("none", None, "store"),
+    ("1%", ["one"], "store"),
+    ("50%", ["half"], "store"),
+    ("1%, as before 0.8", ["one"], "before 0.8"),
+    ("50%, as before 0.8", ["half"], "before 0.8"),
+    ("50%, exact", ["half"], "exact"),
 )
+
+
+def planner(how: str) -> Planner:
+    if how == "exact":
+        return lambda *_: EXACT
+    if how == "before 0.8":
+        return lambda admitted, total, pool, _iterative: plan(admitted, total, pool, False)
+    return plan
+
+
 POOL = 50  # retrieval's pool for k <= 12
 
 
@@ -102,8 +116,10 @@ def measure(url: str, sizes: list[int]) -> tuple[str, list[dict[str, Any]]]:
             corpus = store.open()
             assert isinstance(corpus, PostgresCorpus)
             documents = np.arange(per * DOCUMENTS) // per
-            for label, names, exact_only in FILTERS:
-                corpus.plan = (lambda *_: EXACT) if exact_only else plan
+            for label, names, how in FILTERS:
+                if how == "before 0.8" and not iterative_scan(version):
+                    continue  # the store's own plan is that one
+                corpus.plan = planner(how)
                 where = None if names is None else Filter.from_json({"collection": names})
                 allowed = (
                     None

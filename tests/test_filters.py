@@ -8,6 +8,7 @@ import os
 import random
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from rag.catalog import FileEntry
@@ -129,9 +130,16 @@ def random_filter(rng: random.Random) -> dict[str, object]:
     return raw or {"collection": "a"}
 
 
+@pytest.mark.parametrize("planner", ["iterative scan", "before 0.8"])
 def test_random_filters_admit_the_same_hits_on_both_stores(
-    tmp_path: Path, settings: Settings, pg: Settings
+    tmp_path: Path, settings: Settings, pg: Settings, planner: str
 ) -> None:
+    """pgvector 0.8 and later walk the graph on until the filter has admitted enough (the test
+    server's pgvector: 0.8.2); before 0.8 the store plans a further walk or an exact search
+    (rag/stores/pgvector_plan.py), asked for here on the same server."""
+    from rag.stores.pgvector import PostgresCorpus
+    from rag.stores.pgvector_plan import Plan, iterative_scan, plan
+
     rng = random.Random(17)
     files = random_corpus(tmp_path, rng)
     retrievers = {}
@@ -140,6 +148,21 @@ def test_random_filters_admit_the_same_hits_on_both_stores(
         for path, labels in files:
             ingest([path], stored, HashingEmbedder(), store=store, labels=labels, prune=False)
         retrievers[name] = Retriever(store.open(), HashingEmbedder())
+    corpus = retrievers["pgvector"].index
+    assert isinstance(corpus, PostgresCorpus)
+    if planner == "iterative scan":
+        with psycopg.connect(pg.database_url) as conn:
+            row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            version = row.fetchone()
+        if not iterative_scan(str(version[0]) if version else ""):
+            pytest.skip("this PostgreSQL's pgvector is older than 0.8: no iterative scan")
+    told: list[bool] = []  # what the store found its pgvector can do, at each search
+
+    def planned(admitted: int | None, total: int, pool: int, iterative: bool) -> Plan:
+        told.append(iterative)
+        return plan(admitted, total, pool, iterative and planner == "iterative scan")
+
+    corpus.plan = planned
     manifest = retrievers["faiss"].index.manifest
     for trial in range(40):
         raw = random_filter(rng)
@@ -162,6 +185,9 @@ def test_random_filters_admit_the_same_hits_on_both_stores(
         assert [s for _, s in ours] == [s for _, s in theirs], (trial, raw)
         last = ours[-1][1] if ours else 0.0  # chunks tied at the last place may differ
         assert {i for i, s in ours if s > last} == {i for i, s in theirs if s > last}, trial
+    assert told  # every search was planned
+    if planner == "iterative scan":
+        assert all(told)  # the store found by itself that its pgvector walks on
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])

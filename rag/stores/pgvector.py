@@ -33,7 +33,7 @@ from rag.errors import IndexCorrupt, IndexNotFound, StoreUnavailable, UsageError
 from rag.settings import IndexType, Settings
 from rag.stores.pgvector_answers import PostgresAnswers
 from rag.stores.pgvector_conversations import PostgresConversations
-from rag.stores.pgvector_plan import EXACT, plan
+from rag.stores.pgvector_plan import EXACT, Planner, iterative_scan, plan
 from rag.stores.pgvector_schema import migrate
 from rag.stores.pgvector_sql import (
     CONNECT_TIMEOUT_S,
@@ -253,16 +253,17 @@ class PostgresCorpus:
     def __init__(self, store: PostgresStore, dimension: int) -> None:
         self.store = store
         self.dimension = dimension
-        self.plan = plan  # how a question is searched (benchmarks compare others)
+        self.plan: Planner = plan  # how a question is searched (benchmarks compare others)
         self._iterative: bool | None = None
 
     def _iterative_scan(self, conn: psycopg.Connection[Any]) -> bool:
-        """Whether this pgvector has iterative HNSW scans (0.8 and later)."""
+        """Whether this pgvector has iterative HNSW scans (0.8 and later), by its version: its
+        settings are listed only in a session that has loaded it."""
         if self._iterative is None:
             row = conn.execute(
-                "SELECT count(*) FROM pg_settings WHERE name = 'hnsw.iterative_scan'"
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
             ).fetchone()
-            self._iterative = bool(row and row[0])
+            self._iterative = iterative_scan(str(row[0]) if row else "")
         return self._iterative
 
     @property

@@ -18,6 +18,8 @@ True
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 EF_SEARCH = 100  # HNSW candidates per query (pgvector's default 40 is below our pool of 50)
@@ -32,10 +34,21 @@ class Plan:
 
 
 EXACT = Plan(("SET LOCAL enable_indexscan = off",), exact=True)
+Planner = Callable[[int | None, int, int, bool], Plan]  # (admitted, total, pool, iterative)
 
 
 def ef_setting(ef_search: int) -> str:
     return f"SET LOCAL hnsw.ef_search = {ef_search}"
+
+
+def iterative_scan(version: str) -> bool:
+    """Whether pgvector `version` ("0.8.2") walks an HNSW graph on for a filter.
+
+    >>> iterative_scan("0.8.0"), iterative_scan("0.6.2"), iterative_scan("1.0"), iterative_scan("")
+    (True, False, True, False)
+    """
+    numbers = [int(part) for part in re.findall(r"\d+", version)[:2]]
+    return bool(numbers) and (*numbers, 0)[:2] >= (0, 8)
 
 
 def plan(admitted: int | None, total: int, pool: int, iterative: bool) -> Plan:
