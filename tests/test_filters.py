@@ -225,8 +225,9 @@ def test_a_filtered_vector_search_returns_the_k_nearest_admitted_rows(
         (10_000, 50, False, ("SET LOCAL enable_indexscan = off",), True),
         (0, 50, False, ("SET LOCAL enable_indexscan = off",), True),
         (1_000_000, 50, False, (), False),  # a filter admitting everything: as none
-        (10_000, 50, True, ITERATIVE, False),  # pgvector 0.8: walks on until it has enough
-        (10_000, 100, True, ("SET LOCAL hnsw.ef_search = 200", *ITERATIVE), False),
+        (500_000, 50, True, ITERATIVE, False),  # pgvector 0.8: walks on until it has enough
+        (500_000, 100, True, ("SET LOCAL hnsw.ef_search = 200", *ITERATIVE), False),
+        (10_000, 50, True, ("SET LOCAL enable_indexscan = off",), True),  # selective: exact
     ],
 )
 def test_pgvector_walks_the_graph_further_for_a_broad_filter_and_searches_a_selective_one_exactly(
