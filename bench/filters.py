@@ -115,11 +115,12 @@ def render(r: dict[str, Any]) -> str:
             "against the exact nearest among the admitted rows. A selective HNSW filter (under "
             "5% admitted) is searched exactly over the admitted rows. pgvector "
             f"{r.get('pgvector', '')}: the store's own query (bench/filters_pgvector.py) over "
-            "chunks in 100 documents, a collection filter. From pgvector 0.8 on, the store lets "
-            "the graph walk go on until enough rows are admitted (iterative scan); for an older "
-            "pgvector (rows *as before 0.8*, planned so on the same server) it walks the graph "
-            "further for a broad filter (ef_search up to 1,000) and searches a selective one "
-            "exactly (rag/stores/pgvector_plan.py); *exact*: every admitted row compared.",
+            "chunks in 100 documents, a collection filter. The store searches a selective filter "
+            "(under a fifth admitted) exactly on any pgvector; a broad one walks the graph, from "
+            "pgvector 0.8 on until enough rows are admitted (iterative scan), for an older "
+            "pgvector (rows *as before 0.8*, planned so on the same server) with ef_search "
+            "raised (up to 1,000) (rag/stores/pgvector_plan.py); *exact*: every admitted row "
+            "compared.",
             "",
             *table(header, "lllrrrrl", rows),
             "",

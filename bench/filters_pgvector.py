@@ -4,10 +4,10 @@ collections holding 1%, 49% and 50% of the chunks; then the store's own candidat
 (`PostgresCorpus.candidates`, the dense side; the sentence side is the same query over its own
 table and is left empty here), one question at a time, with no filter and with a collection
 filter admitting 1% and 50% of the chunks, as the store plans it for this server's pgvector
-(0.8 and later: the iterative scan). On a pgvector of 0.8 or later, the filters again as the
-store plans them for an older one (the graph walked further, or an exact search), and the
-broad one searched exactly, as the store did before it walked the graph further. Recall@10 of
-the 10 nearest it returns against the exact nearest among the admitted rows.
+(the selective one exactly; the broad one by the iterative scan from 0.8 on). On a pgvector of
+0.8 or later, the filters again as the store plans them for an older one (the graph walked
+further for the broad one), and the broad one searched exactly. Recall@10 of the 10 nearest it
+returns against the exact nearest among the admitted rows.
 """
 
 from __future__ import annotations
