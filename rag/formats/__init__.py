@@ -53,8 +53,12 @@ def reader_for(suffix: str) -> Reader:
         case "docx" | "odt" | "pptx" | "epub" as kind:
             from rag.formats import office
 
-            readers = {"docx": office.read_docx, "odt": office.read_odt}
-            return {**readers, "pptx": office.read_pptx, "epub": office.read_epub}[kind]
+            return {
+                "docx": office.read_docx,
+                "odt": office.read_odt,
+                "pptx": office.read_pptx,
+                "epub": office.read_epub,
+            }[kind]
         case "xlsx" | "csv" as kind:
             from rag.formats import sheets
 

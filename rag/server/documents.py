@@ -42,7 +42,7 @@ def describe(source: str, entry: FileEntry, service: Service) -> dict[str, Any]:
 async def upload(
     files: Annotated[
         list[UploadFile],
-        File(description="txt, md, html, pdf, docx, pptx, xlsx, csv or epub files"),
+        File(description="txt, md, html, pdf, docx, odt, pptx, xlsx, csv or epub files"),
     ],
     service: ServiceDep,
     replace: Annotated[
